@@ -1,0 +1,74 @@
+//! The guest physical memory map.
+//!
+//! It follows QEMU's `virt` machine, so the same firmware image also boots on
+//! `qemu-system-aarch64 -M virt,gic-version=2` under plain emulation, where
+//! QEMU's own GICv2 serves as an independent check of the guest's driver.
+//!
+//! ```text
+//!   0x0000_0000 ┌──────────────────────┐
+//!               │ (unmapped)           │
+//!   0x0800_0000 ├──────────────────────┤ GICD  GICv2 distributor, 4 KiB
+//!   0x0801_0000 ├──────────────────────┤ GICC  GICv2 CPU interface, 8 KiB
+//!               │ (unmapped)           │
+//!   0x0900_0000 ├──────────────────────┤ UART  PL011, 4 KiB
+//!               │ (unmapped)           │
+//!   0x4000_0000 ├──────────────────────┤ RAM   firmware image loads here
+//!               │ guest RAM            │
+//!               └──────────────────────┘
+//! ```
+//!
+//! Every region except RAM is MMIO: the VMM registers no memory there, so each
+//! access exits to userspace (KVM_EXIT_MMIO) and reaches the VMM's models.
+
+/// Base of the GICv2 distributor (GICD).
+pub const GICD_BASE: u64 = 0x0800_0000;
+/// Size of the distributor frame: one 4 KiB page (IHI 0048B, 4.1.2).
+pub const GICD_SIZE: u64 = 0x1000;
+
+/// Base of the GICv2 CPU interface (GICC).
+pub const GICC_BASE: u64 = 0x0801_0000;
+/// Size of the CPU interface frame: 8 KiB, so GICC_DIR at 0x1000 is inside
+/// it (IHI 0048B, 4.1.3).
+pub const GICC_SIZE: u64 = 0x2000;
+
+/// Base of the PL011 UART.
+pub const UART_BASE: u64 = 0x0900_0000;
+/// Size of the PL011 register frame.
+pub const UART_SIZE: u64 = 0x1000;
+
+/// Base of guest RAM. The firmware image is loaded here and entered at its
+/// first byte.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// Guest RAM size the VMM gives by default (and the firmware's linker script
+/// assumes as its upper bound).
+pub const RAM_SIZE_DEFAULT: u64 = 64 << 20;
+
+/// Where the firmware image is loaded and entered.
+pub const IMAGE_LOAD_ADDR: u64 = RAM_BASE;
+
+/// True when `[base, base + size)` and `[other, other + other_size)` share an
+/// address.
+pub const fn overlaps(base: u64, size: u64, other: u64, other_size: u64) -> bool {
+    base < other + other_size && other < base + size
+}
+
+// The map is checked at compile time: no two regions overlap.
+const _: () = {
+    assert!(!overlaps(GICD_BASE, GICD_SIZE, GICC_BASE, GICC_SIZE));
+    assert!(!overlaps(GICC_BASE, GICC_SIZE, UART_BASE, UART_SIZE));
+    assert!(!overlaps(UART_BASE, UART_SIZE, RAM_BASE, RAM_SIZE_DEFAULT));
+    assert!(GICD_BASE % 0x1000 == 0 && GICC_BASE % 0x1000 == 0 && UART_BASE % 0x1000 == 0);
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_symmetric_and_exclusive_at_the_end() {
+        assert!(overlaps(0x1000, 0x1000, 0x1fff, 1));
+        assert!(overlaps(0x1fff, 1, 0x1000, 0x1000));
+        assert!(!overlaps(0x1000, 0x1000, 0x2000, 0x1000));
+        assert!(!overlaps(0x2000, 0x1000, 0x1000, 0x1000));
+    }
+}

@@ -1,0 +1,19 @@
+//! What the guest firmware and the VMM must agree on, written down once.
+//!
+//! Both sides depend on this crate, so a number that crosses the boundary
+//! between them (an address, a register offset, an interrupt id, a boot
+//! argument, an exit status) has exactly one definition:
+//!
+//! - [`layout`]: the guest physical memory map (QEMU `virt` compatible).
+//! - [`gicv2`]: the GICv2 register offsets, the interrupt-id ranges and the
+//!   ids the generic timer is wired to.
+//! - [`boot`]: how the VMM tells the firmware which program to run.
+//! - [`exit`]: how the firmware tells the VMM whether it succeeded.
+//! - [`psci`]: the PSCI function ids the firmware calls.
+#![no_std]
+
+pub mod boot;
+pub mod exit;
+pub mod gicv2;
+pub mod layout;
+pub mod psci;

@@ -1,0 +1,4 @@
+//! Device models the guest reaches through the MMIO bus.
+
+pub mod gicv2;
+pub mod pl011;

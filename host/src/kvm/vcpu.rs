@@ -1,0 +1,311 @@
+//! The vCPU run loop: where timer levels, MMIO exits and the IRQ line meet.
+//!
+//! One pass of the loop, after each return from `KVM_RUN`:
+//!
+//! 1. **Timer levels first.** `kvm_run.s.regs.device_irq_level` holds the
+//!    current output of the virtual and physical timers. Any change goes
+//!    into the GIC model as the level of PPI 27 / PPI 30 *before* the exit is
+//!    served: when a guest handler silences the timer and then writes
+//!    GICC_EOIR, the EOIR exit carries the lowered level, and the model must
+//!    see it before the EOI, or it would find the level-sensitive interrupt
+//!    still asserted and make it pending again.
+//! 2. **The exit.** MMIO goes to the bus (GIC frames, UART); PSCI
+//!    SYSTEM_OFF ends the run with the status the guest left in `x1`.
+//!    An EINTR return means only a level changed, or another thread kicked
+//!    this one.
+//! 3. **The IRQ line.** If the model's output for this CPU changed,
+//!    `KVM_IRQ_LINE` raises or lowers the vCPU's IRQ input. Only this thread
+//!    ever calls it for its vCPU (cross-thread calls lose interrupts on
+//!    current kernels).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use kvm_bindings::{
+    kvm_regs, user_pt_regs, KVM_ARM_DEV_EL1_PTIMER, KVM_ARM_DEV_EL1_VTIMER, KVM_ARM_IRQ_CPU_FIQ,
+    KVM_ARM_IRQ_CPU_IRQ, KVM_ARM_IRQ_TYPE_CPU, KVM_ARM_IRQ_TYPE_SHIFT, KVM_ARM_IRQ_VCPU_SHIFT,
+    KVM_REG_ARM64, KVM_REG_ARM_CORE, KVM_REG_SIZE_U64, KVM_SYSTEM_EVENT_CRASH,
+    KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
+use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+
+use uirq_abi::gicv2::{PTIMER, VTIMER};
+
+use super::{ioctl, kick, KvmError};
+use crate::bus::{lock, Access, Bus};
+use crate::devices::gicv2::Gicv2;
+
+/// How the guest's run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// PSCI SYSTEM_OFF, with the status the guest put in `x1`.
+    PoweredOff {
+        /// The guest's status (see `uirq_abi::exit::Status`).
+        status: u64,
+    },
+    /// PSCI SYSTEM_RESET: the guest asked to be restarted.
+    Reset,
+    /// KVM reported a guest crash (PSCI or an unrecoverable state).
+    Crashed,
+    /// Another thread asked the loop to stop (the VMM's `--timeout`).
+    Stopped,
+}
+
+/// Exits and ioctls counted by the loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Returns from `KVM_RUN` of any kind.
+    pub exits: u64,
+    /// MMIO loads served.
+    pub mmio_reads: u64,
+    /// MMIO stores served.
+    pub mmio_writes: u64,
+    /// MMIO accesses no device claimed.
+    pub mmio_unclaimed: u64,
+    /// EINTR returns (a timer level report or a kick).
+    pub interrupted: u64,
+    /// Timer level changes forwarded to the GIC model.
+    pub level_changes: u64,
+    /// `KVM_IRQ_LINE` calls made.
+    pub irq_line_calls: u64,
+}
+
+/// A general-purpose core register, for `KVM_{GET,SET}_ONE_REG`.
+#[derive(Clone, Copy, Debug)]
+pub enum CoreReg {
+    /// `x0`..`x30`.
+    X(u8),
+    /// The program counter.
+    Pc,
+}
+
+/// The `KVM_{GET,SET}_ONE_REG` id of a core register: the register's offset
+/// in `struct kvm_regs`, in 32-bit words, tagged as a 64-bit arm64 core
+/// register (Documentation/virt/kvm/api.rst, "ARM64 core registers").
+fn core_reg_id(reg: CoreReg) -> u64 {
+    let base = std::mem::offset_of!(kvm_regs, regs);
+    let offset = match reg {
+        CoreReg::X(n) => {
+            base + std::mem::offset_of!(user_pt_regs, regs) + 8 * usize::from(n.min(30))
+        }
+        CoreReg::Pc => base + std::mem::offset_of!(user_pt_regs, pc),
+    };
+    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | u64::from(KVM_REG_ARM_CORE) | (offset / 4) as u64
+}
+
+/// Writes one 64-bit core register of `vcpu`.
+pub fn set_core_reg(vcpu: &VcpuFd, reg: CoreReg, value: u64) -> Result<(), KvmError> {
+    vcpu.set_one_reg(core_reg_id(reg), &value.to_le_bytes())
+        .map_err(ioctl("KVM_SET_ONE_REG"))?;
+    Ok(())
+}
+
+/// Reads one 64-bit core register of `vcpu`.
+pub fn get_core_reg(vcpu: &VcpuFd, reg: CoreReg) -> Result<u64, KvmError> {
+    let mut bytes = [0u8; 8];
+    vcpu.get_one_reg(core_reg_id(reg), &mut bytes)
+        .map_err(ioctl("KVM_GET_ONE_REG"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The `KVM_IRQ_LINE` irq field for a vCPU's IRQ or FIQ input
+/// (Documentation/virt/kvm/api.rst, KVM_IRQ_LINE, "ARM/arm64").
+fn cpu_irq_field(vcpu_index: usize, fiq: bool) -> u32 {
+    let line = if fiq {
+        KVM_ARM_IRQ_CPU_FIQ
+    } else {
+        KVM_ARM_IRQ_CPU_IRQ
+    };
+    (KVM_ARM_IRQ_TYPE_CPU << KVM_ARM_IRQ_TYPE_SHIFT)
+        | ((vcpu_index as u32 & 0xFF) << KVM_ARM_IRQ_VCPU_SHIFT)
+        | line
+}
+
+/// What one `KVM_RUN` return asks of the loop, with the borrow of the
+/// `kvm_run` page released so the timer levels can be read first.
+enum Exit {
+    MmioRead { addr: u64, len: usize },
+    MmioWrite { addr: u64, data: [u8; 8], len: usize },
+    SystemEvent(u32),
+    Interrupted,
+    Unexpected(String),
+}
+
+/// The run loop of vCPU `index`.
+pub struct VcpuLoop<'a> {
+    index: usize,
+    vcpu: &'a mut VcpuFd,
+    vm: &'a VmFd,
+    bus: &'a Bus,
+    gic: Arc<Mutex<Gicv2>>,
+    timer_levels: u64,
+    irq_line: bool,
+    fiq_line: bool,
+    /// What happened so far.
+    pub stats: Stats,
+}
+
+impl<'a> VcpuLoop<'a> {
+    /// A loop for `vcpu` (index `index`) serving MMIO from `bus` and
+    /// interrupts from `gic`.
+    pub fn new(
+        index: usize,
+        vcpu: &'a mut VcpuFd,
+        vm: &'a VmFd,
+        bus: &'a Bus,
+        gic: Arc<Mutex<Gicv2>>,
+    ) -> Self {
+        Self {
+            index,
+            vcpu,
+            vm,
+            bus,
+            gic,
+            timer_levels: 0,
+            irq_line: false,
+            fiq_line: false,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Runs the guest until it powers off, resets or crashes, or until
+    /// `stop` is set (and the thread kicked).
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Outcome, KvmError> {
+        kick::publish(self.vcpu.get_kvm_run());
+        let result = self.run_inner(stop);
+        kick::publish(std::ptr::null_mut());
+        result
+    }
+
+    fn run_inner(&mut self, stop: &AtomicBool) -> Result<Outcome, KvmError> {
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return Ok(Outcome::Stopped);
+            }
+            let exit = self.enter()?;
+            self.stats.exits += 1;
+            // A kick may have set immediate_exit; it is consumed now.
+            self.vcpu.set_kvm_immediate_exit(0);
+
+            self.sync_timer_levels();
+            match exit {
+                Exit::MmioRead { addr, len } => self.mmio_read(addr, len),
+                Exit::MmioWrite { addr, data, len } => {
+                    self.stats.mmio_writes += 1;
+                    if self.bus.write(self.index, addr, &data[..len]) == Access::Unclaimed {
+                        self.stats.mmio_unclaimed += 1;
+                    }
+                }
+                Exit::Interrupted => self.stats.interrupted += 1,
+                Exit::SystemEvent(kind) => return self.system_event(kind),
+                Exit::Unexpected(what) => {
+                    tracing::warn!(vcpu = self.index, exit = %what, "unexpected exit from KVM_RUN, resuming");
+                }
+            }
+            self.update_cpu_lines()?;
+        }
+    }
+
+    /// One `KVM_RUN`, with what the exit needs copied out of `kvm_run`.
+    fn enter(&mut self) -> Result<Exit, KvmError> {
+        Ok(match self.vcpu.run() {
+            Ok(VcpuExit::MmioRead(addr, data)) => Exit::MmioRead {
+                addr,
+                len: data.len().min(8),
+            },
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                let len = data.len().min(8);
+                let mut copy = [0u8; 8];
+                copy[..len].copy_from_slice(&data[..len]);
+                Exit::MmioWrite {
+                    addr,
+                    data: copy,
+                    len,
+                }
+            }
+            Ok(VcpuExit::SystemEvent(kind, _)) => Exit::SystemEvent(kind),
+            Ok(VcpuExit::Intr) => Exit::Interrupted,
+            // With a userspace irqchip, a timer level change that needs
+            // reporting makes KVM_RUN fail with EINTR (kvm-ioctls returns it
+            // as an error, not as VcpuExit::Intr); so does a kick.
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+            Ok(other) => Exit::Unexpected(format!("{other:?}")),
+            Err(e) => return Err(KvmError::Ioctl { step: "KVM_RUN", source: e }),
+        })
+    }
+
+    /// Reads the timer output levels KVM left in `kvm_run` and forwards the
+    /// ones that changed to the GIC model as PPI levels.
+    fn sync_timer_levels(&mut self) {
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: `s` is a union of `kvm_sync_regs` and padding; on arm64 the
+        // kernel writes `regs.device_irq_level` on every return from
+        // KVM_RUN when the irqchip is in userspace, and any bit pattern is a
+        // valid u64.
+        let levels = unsafe { run.s.regs.device_irq_level };
+        let changed = levels ^ self.timer_levels;
+        if changed == 0 {
+            return;
+        }
+        self.timer_levels = levels;
+        let mut gic = lock(&self.gic);
+        for (bit, ppi) in [(KVM_ARM_DEV_EL1_VTIMER, VTIMER), (KVM_ARM_DEV_EL1_PTIMER, PTIMER)] {
+            let bit = u64::from(bit);
+            if changed & bit != 0 {
+                self.stats.level_changes += 1;
+                gic.set_ppi_level(self.index, ppi, levels & bit != 0);
+            }
+        }
+    }
+
+    fn mmio_read(&mut self, addr: u64, len: usize) {
+        self.stats.mmio_reads += 1;
+        let mut data = [0u8; 8];
+        if self.bus.read(self.index, addr, &mut data[..len]) == Access::Unclaimed {
+            self.stats.mmio_unclaimed += 1;
+        }
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: this return from KVM_RUN was KVM_EXIT_MMIO, so `mmio` is
+        // the active member of the exit union; KVM copies `data[..len]` into
+        // the guest's destination register on the next KVM_RUN.
+        let mmio = unsafe { &mut run.__bindgen_anon_1.mmio };
+        mmio.data[..len].copy_from_slice(&data[..len]);
+    }
+
+    fn system_event(&mut self, kind: u32) -> Result<Outcome, KvmError> {
+        Ok(match kind {
+            KVM_SYSTEM_EVENT_SHUTDOWN => Outcome::PoweredOff {
+                status: get_core_reg(self.vcpu, CoreReg::X(1))?,
+            },
+            KVM_SYSTEM_EVENT_RESET => Outcome::Reset,
+            KVM_SYSTEM_EVENT_CRASH => Outcome::Crashed,
+            other => {
+                tracing::warn!(kind = other, "unknown system event, treating it as a crash");
+                Outcome::Crashed
+            }
+        })
+    }
+
+    /// Forwards changes of the model's IRQ/FIQ outputs for this CPU.
+    fn update_cpu_lines(&mut self) -> Result<(), KvmError> {
+        let (irq, fiq) = {
+            let gic = lock(&self.gic);
+            (gic.irq_line(self.index), gic.fiq_line(self.index))
+        };
+        if irq != self.irq_line {
+            self.vm
+                .set_irq_line(cpu_irq_field(self.index, false), irq)
+                .map_err(ioctl("KVM_IRQ_LINE"))?;
+            self.irq_line = irq;
+            self.stats.irq_line_calls += 1;
+        }
+        if fiq != self.fiq_line {
+            self.vm
+                .set_irq_line(cpu_irq_field(self.index, true), fiq)
+                .map_err(ioctl("KVM_IRQ_LINE"))?;
+            self.fiq_line = fiq;
+            self.stats.irq_line_calls += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! Shared harness of the end-to-end tests.
+//!
+//! Every test in a test binary names the VMM invocation it needs; the first
+//! test to ask runs *all* of the binary's invocations in one batch (one boot
+//! of the nested L1 Linux, or direct runs on an aarch64 KVM host) and the
+//! others reuse the results. Each test then checks its own job's output.
+//!
+//! A test that cannot run (no QEMU and no way to install it, no kernel)
+//! says so loudly on stderr; with `CI=true` in the environment that is a
+//! failure, not a skip.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use xtask::jobs::{Environment, JobResult};
+use xtask::project::Artifacts;
+
+/// The results of one batch, or why it could not run.
+pub type Batch = Result<(Environment, Vec<JobResult>), String>;
+
+/// Upper bound for a whole batch, boot included: generous for a slow
+/// emulated boot, but a wedged guest still fails the suite in minutes.
+pub const BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The artifacts under test: the ones `cargo xtask test` built and named
+/// in the environment, or a fresh build when the tests run on their own.
+pub fn artifacts() -> Result<Artifacts, String> {
+    match (
+        std::env::var_os("UIRQ_GUEST_IMAGE"),
+        std::env::var_os("UIRQ_VMM"),
+        std::env::var_os("UIRQ_L1_INIT"),
+    ) {
+        (Some(guest), Some(vmm), Some(init)) => Ok(Artifacts {
+            guest_image: PathBuf::from(guest),
+            vmm: PathBuf::from(vmm),
+            l1_init: PathBuf::from(init),
+        }),
+        _ => xtask::build::all(),
+    }
+}
+
+/// Runs `jobs` once per process (the first caller pays) and returns the
+/// batch. `cell` is the test binary's own static.
+pub fn batch<'a>(cell: &'a OnceLock<Batch>, label: &str, jobs: &[&[&str]]) -> &'a Batch {
+    cell.get_or_init(|| {
+        let jobs: Vec<Vec<String>> = jobs
+            .iter()
+            .map(|j| j.iter().map(|s| s.to_string()).collect())
+            .collect();
+        let artifacts = artifacts()?;
+        xtask::jobs::run(&artifacts, &jobs, label, false, BATCH_WALL_TIMEOUT)
+    })
+}
+
+/// The result of job `index`, or `None` when the batch could not run here
+/// and this is not CI (after saying so loudly). Under `CI=true`, a batch
+/// that could not run fails the calling test.
+pub fn job(batch: &Batch, index: usize) -> Option<&JobResult> {
+    match batch {
+        Ok((_, results)) => Some(&results[index]),
+        Err(why) => {
+            let msg = format!("end-to-end test NOT RUN: {why}");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg} (CI=true: a test that cannot run is a failure)");
+            }
+            eprintln!("\n!!!!! {msg}\n");
+            None
+        }
+    }
+}
+
+/// Parses the timer program's summary line,
+/// `timer: N interrupts, latency min/median/max = A/B/C ns`, into
+/// `(N, A, B, C)`.
+pub fn parse_timer_summary(console: &str) -> Option<(u64, u64, u64, u64)> {
+    let line = console.lines().find(|l| l.starts_with("timer: "))?;
+    let rest = line.strip_prefix("timer: ")?;
+    let (count, rest) = rest.split_once(" interrupts, latency min/median/max = ")?;
+    let figures = rest.strip_suffix(" ns")?;
+    let v: Vec<u64> = figures.split('/').map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    match v.as_slice() {
+        [a, b, c] => Some((count.parse().ok()?, *a, *b, *c)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_line_parses_and_malformed_ones_do_not() {
+        let c = "tick 1: 5 ns\ntimer: 10 interrupts, latency min/median/max = 1/2/3 ns\n";
+        assert_eq!(parse_timer_summary(c), Some((10, 1, 2, 3)));
+        assert_eq!(parse_timer_summary("timer: 10 interrupts, latency min/median/max = 1/2 ns"), None);
+        assert_eq!(parse_timer_summary("timer: x interrupts, latency min/median/max = 1/2/3 ns"), None);
+        assert_eq!(parse_timer_summary("nothing here"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! End-to-end: the firmware on the VMM on KVM, with the GIC in userspace.
+//!
+//! All jobs below run in one batch (one boot of L1 when nested); each test
+//! checks one job. The indices into `JOBS` are named by the constants.
+
+use std::sync::OnceLock;
+
+use uirq_abi::exit::{Status, VMM_ERROR, VMM_TIMEOUT};
+use uirq_tests::{batch, job, parse_timer_summary, Batch};
+
+const TIMER_DEFAULT: usize = 0;
+const TIMER_FAST: usize = 1;
+const SPIN_TIMEOUT: usize = 2;
+const FAULT: usize = 3;
+const MISSING_IMAGE: usize = 4;
+const BAD_PROGRAM: usize = 5;
+
+const JOBS: &[&[&str]] = &[
+    &[],
+    &["--ticks", "50", "--period-us", "1000"],
+    &["--program", "spin", "--timeout", "3"],
+    &["--program", "fault"],
+    // A later `--image` overrides the one the harness puts first.
+    &["--image", "/no/such/image.bin"],
+    &["--program", "no-such-program"],
+];
+
+static BATCH: OnceLock<Batch> = OnceLock::new();
+
+fn run(index: usize) -> Option<&'static uirq_tests::JobResult> {
+    job(batch(&BATCH, "e2e", JOBS), index)
+}
+
+fn assert_timer_run(index: usize, ticks: u64) {
+    let Some(r) = run(index) else { return };
+    let console = &r.console;
+    assert_eq!(r.exit_code, Some(0), "timer run failed:\n{console}");
+    let (n, min, median, max) =
+        parse_timer_summary(console).unwrap_or_else(|| panic!("no summary line in:\n{console}"));
+    assert_eq!(n, ticks, "{console}");
+    assert!(min <= median && median <= max, "{console}");
+    // Every tick printed its latency, in order, and nothing else claimed a tick.
+    let tick_lines: Vec<&str> = console.lines().filter(|l| l.starts_with("tick ")).collect();
+    assert_eq!(tick_lines.len() as u64, ticks, "{console}");
+    for (i, line) in tick_lines.iter().enumerate() {
+        assert!(line.starts_with(&format!("tick {}: ", i + 1)), "{line}");
+        assert!(line.ends_with(" ns"), "{line}");
+    }
+    // Exactly one summary line.
+    assert_eq!(console.lines().filter(|l| l.starts_with("timer: ")).count(), 1);
+}
+
+#[test]
+fn default_program_takes_ten_timer_interrupts_through_the_userspace_gic() {
+    assert_timer_run(TIMER_DEFAULT, 10);
+}
+
+#[test]
+fn fifty_fast_ticks_all_arrive() {
+    assert_timer_run(TIMER_FAST, 50);
+}
+
+#[test]
+fn a_guest_that_never_stops_is_ended_by_the_timeout() {
+    let Some(r) = run(SPIN_TIMEOUT) else { return };
+    assert_eq!(r.exit_code, Some(VMM_TIMEOUT), "{}", r.console);
+    assert!(r.console.contains("did not power off within 3 s"), "{}", r.console);
+}
+
+#[test]
+fn an_unexpected_exception_is_reported_with_its_syndrome() {
+    let Some(r) = run(FAULT) else { return };
+    assert_eq!(r.exit_code, Some(Status::Exception as i32), "{}", r.console);
+    for field in ["ESR", "ELR", "FAR"] {
+        assert!(r.console.contains(field), "no {field} in:\n{}", r.console);
+    }
+}
+
+#[test]
+fn a_missing_image_is_one_plain_sentence() {
+    let Some(r) = run(MISSING_IMAGE) else { return };
+    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
+    let lines: Vec<&str> = r.console.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.console);
+    assert!(lines[0].contains("/no/such/image.bin"), "{}", r.console);
+}
+
+#[test]
+fn an_unknown_program_is_refused_by_the_command_line() {
+    let Some(r) = run(BAD_PROGRAM) else { return };
+    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
+    assert!(r.console.contains("unknown program"), "{}", r.console);
+}

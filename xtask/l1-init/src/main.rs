@@ -1,0 +1,104 @@
+//! `/init` of the L1 Linux: runs the VMM jobs it is given, then powers off.
+//!
+//! When the build machine is not an aarch64 KVM host, `cargo xtask` boots a
+//! small aarch64 Linux under QEMU (with EL2 emulated, so that Linux has KVM)
+//! from an initramfs holding this program, the VMM, the firmware image and a
+//! `/jobs` file. This program is that Linux's first process. It:
+//!
+//! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears);
+//! 2. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
+//!    with the console as its stdout and stderr, framing each run with marker
+//!    lines that xtask parses ([`MARK`]);
+//! 3. powers the machine off, which ends QEMU (`-no-reboot`).
+//!
+//! It must never return or panic without powering off: PID 1 exiting makes
+//! the kernel panic instead of stopping.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::process::Command;
+
+/// Prefix of the lines xtask parses; nothing else prints it.
+const MARK: &str = "@@uirq";
+
+fn main() {
+    std::panic::set_hook(Box::new(|info| {
+        println!("{MARK} init-error {info}");
+        power_off();
+    }));
+
+    if let Err(e) = mount_devtmpfs() {
+        println!("{MARK} init-error cannot mount devtmpfs on /dev: {e}");
+        power_off();
+    }
+    println!("{MARK} kernel {}", kernel_release());
+
+    let jobs = std::fs::read_to_string("/jobs").unwrap_or_default();
+    for (index, line) in jobs.lines().enumerate() {
+        let args: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
+        println!("{MARK} job {index} start");
+        let _ = std::io::stdout().flush();
+        let code = match Command::new("/uirq-vmm").args(&args).status() {
+            Ok(status) => status
+                .code()
+                .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            Err(e) => {
+                println!("{MARK} init-error cannot start /uirq-vmm: {e}");
+                127
+            }
+        };
+        println!("{MARK} job {index} exit {code}");
+    }
+    println!("{MARK} done");
+    power_off();
+}
+
+fn mount_devtmpfs() -> std::io::Result<()> {
+    std::fs::create_dir_all("/dev")?;
+    let source = CString::new("devtmpfs").unwrap_or_default();
+    let target = CString::new("/dev").unwrap_or_default();
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the
+    // call; a null `data` is allowed for devtmpfs.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            source.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain data; uname fills it and we check the result.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".into();
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn power_off() -> ! {
+    let _ = std::io::stdout().flush();
+    // SAFETY: sync and reboot have no memory-safety preconditions. As PID 1
+    // with CAP_SYS_BOOT, RB_POWER_OFF stops the machine and does not return.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    // Only reached if reboot failed (not PID 1): nothing else to do.
+    std::process::exit(1)
+}

@@ -1,0 +1,144 @@
+//! Running VMM invocations ("jobs") wherever this machine can.
+//!
+//! On an aarch64 KVM host each job is a direct run of the VMM. Anywhere else
+//! all jobs of a batch run inside one boot of the nested L1 Linux: booting
+//! L1 costs seconds, a VMM run milliseconds, so batching is what keeps the
+//! end-to-end tests fast.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::l1;
+use crate::project::{is_native_kvm_host, Artifacts};
+use crate::Result;
+
+/// Where the jobs ran.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    /// `native` (aarch64 KVM host) or `nested` (L1 under QEMU).
+    pub kind: &'static str,
+    /// The kernel that ran the VMM.
+    pub kernel: String,
+    /// QEMU's version line when nested.
+    pub qemu: Option<String>,
+}
+
+/// One finished job.
+#[derive(Clone, Debug)]
+pub struct JobResult {
+    /// The VMM arguments (without `--image`).
+    pub args: Vec<String>,
+    /// What the VMM and the guest printed, stdout and stderr together.
+    pub console: String,
+    /// The VMM's exit code; `None` if the job never finished.
+    pub exit_code: Option<i32>,
+}
+
+/// Runs every job with the VMM and firmware in `artifacts`.
+///
+/// `stream` echoes console output live. `wall_timeout` bounds the whole
+/// batch (for a native run, each job).
+pub fn run(
+    artifacts: &Artifacts,
+    jobs: &[Vec<String>],
+    label: &str,
+    stream: bool,
+    wall_timeout: Duration,
+) -> Result<(Environment, Vec<JobResult>)> {
+    if is_native_kvm_host() {
+        let kernel = crate::output_of(Command::new("uname").arg("-r"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let mut results = Vec::new();
+        for args in jobs {
+            results.push(run_native(artifacts, args, stream, wall_timeout)?);
+        }
+        let env = Environment {
+            kind: "native",
+            kernel,
+            qemu: None,
+        };
+        return Ok((env, results));
+    }
+    let (versions, outputs) = l1::run_jobs(artifacts, jobs, label, stream, wall_timeout)?;
+    let env = Environment {
+        kind: "nested",
+        kernel: versions.kernel,
+        qemu: Some(versions.qemu),
+    };
+    let results = jobs
+        .iter()
+        .zip(outputs)
+        .map(|(args, out)| JobResult {
+            args: args.clone(),
+            console: out.console,
+            exit_code: out.exit_code,
+        })
+        .collect();
+    Ok((env, results))
+}
+
+fn run_native(artifacts: &Artifacts, args: &[String], stream: bool, wall_timeout: Duration) -> Result<JobResult> {
+    let mut child = Command::new(&artifacts.vmm)
+        .arg("--image")
+        .arg(&artifacts.guest_image)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", artifacts.vmm.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for pipe in [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let deadline = Instant::now() + wall_timeout;
+    let mut console = String::new();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the VMM did not finish within {} s and was stopped", wall_timeout.as_secs()));
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(line) => {
+                if stream {
+                    println!("{line}");
+                }
+                console.push_str(&line);
+                console.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait().map_err(|e| format!("waiting for the VMM: {e}"))?;
+    let exit_code = status
+        .code()
+        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
+    Ok(JobResult {
+        args: args.to_vec(),
+        console,
+        exit_code,
+    })
+}

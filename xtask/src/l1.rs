@@ -1,0 +1,436 @@
+//! The nested environment: an aarch64 Linux with KVM ("L1") under QEMU.
+//!
+//! On a machine that is not an aarch64 KVM host, the VMM still runs for
+//! real: QEMU emulates an aarch64 machine with EL2 (`virtualization=on`), a
+//! Debian arm64 kernel boots on it with KVM built in, and the VMM runs under
+//! that kernel from an initramfs this module generates:
+//!
+//! ```text
+//! build machine ─ qemu-system-aarch64 (TCG, EL2) ─ L1 Linux + KVM ─ uirq-vmm ─ firmware
+//! ```
+//!
+//! Everything is cached under `target/l1/`: the kernel is downloaded once
+//! with apt; QEMU is installed with apt when missing (as root on Debian or
+//! Ubuntu; elsewhere the exact command is printed).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cpio::Archive;
+use crate::project::{self, Artifacts};
+use crate::{output_of, progress, run_checked, Result};
+
+/// The Debian package the L1 kernel comes from. 6.12.117 carries the fix
+/// that wakes a vCPU blocked in WFI when its timer fires with a userspace
+/// irqchip (Linux 4ce98bf0865c); older kernels hang a guest that waits with
+/// WFI. Override with `UIRQ_L1_KERNEL_PACKAGE`, or point `UIRQ_L1_KERNEL` at
+/// a kernel image to skip the download.
+pub const KERNEL_PACKAGE: &str = "linux-image-6.12.117+deb12-arm64-unsigned";
+
+/// The Debian package that provides `qemu-system-aarch64`.
+const QEMU_PACKAGE: &str = "qemu-system-arm";
+const QEMU: &str = "qemu-system-aarch64";
+
+/// Prefix of the marker lines the L1 init prints (see `uirq-l1-init`).
+pub const MARK: &str = "@@uirq";
+
+/// What the nested environment is made of, for reports.
+#[derive(Clone, Debug, Default)]
+pub struct Versions {
+    /// `qemu-system-aarch64 --version`, first line.
+    pub qemu: String,
+    /// The L1 kernel's release as it reported it.
+    pub kernel: String,
+}
+
+fn is_root() -> bool {
+    output_of(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
+}
+
+fn is_debian_like() -> bool {
+    Path::new("/etc/debian_version").exists()
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn apt_get() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
+/// Makes sure `qemu-system-aarch64` is installed, installing it with apt as
+/// root on Debian/Ubuntu. Returns its version line.
+pub fn ensure_qemu() -> Result<String> {
+    if !have(QEMU) {
+        if !(is_root() && is_debian_like()) {
+            return Err(format!(
+                "{QEMU} is not installed; install it (on Debian or Ubuntu: `sudo apt-get install {QEMU_PACKAGE}`) and run again"
+            ));
+        }
+        progress(format!("installing {QEMU_PACKAGE} with apt-get (once)"));
+        run_checked(apt_get().args(["update", "-qq"]))?;
+        run_checked(apt_get().args([
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            QEMU_PACKAGE,
+        ]))?;
+    }
+    let version = output_of(Command::new(QEMU).arg("--version"))?;
+    Ok(version.lines().next().unwrap_or_default().to_string())
+}
+
+/// Returns the path of the L1 kernel, downloading it once if needed.
+pub fn ensure_kernel() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("UIRQ_L1_KERNEL") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("UIRQ_L1_KERNEL names {}, which is not a file", path.display()))
+        };
+    }
+    let package = std::env::var("UIRQ_L1_KERNEL_PACKAGE").unwrap_or_else(|_| KERNEL_PACKAGE.to_string());
+    let dir = project::l1_cache_dir().join(&package);
+    let kernel = dir.join("vmlinuz");
+    if kernel.is_file() {
+        return Ok(kernel);
+    }
+    if !is_debian_like() {
+        return Err(format!(
+            "the L1 kernel is fetched with apt from Debian's {package}:arm64; on this system, extract its boot/vmlinuz-* yourself and set UIRQ_L1_KERNEL to its path"
+        ));
+    }
+    let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    let needs_arch = !foreign.lines().any(|l| l.trim() == "arm64");
+    if needs_arch && !is_root() {
+        return Err(format!(
+            "fetching the L1 kernel needs Debian's arm64 package lists; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`, then run again"
+        ));
+    }
+    if needs_arch {
+        progress("enabling arm64 package lists for apt (dpkg --add-architecture arm64)");
+        run_checked(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+        run_checked(apt_get().args(["update", "-qq"]))?;
+    }
+
+    progress(format!("downloading the L1 kernel ({package}:arm64, about 90 MB, once)"));
+    let work = project::l1_cache_dir().join(format!("download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let result = download_kernel(&package, &work, &dir, &kernel);
+    let _ = std::fs::remove_dir_all(&work);
+    result.map(|()| kernel)
+}
+
+fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Result<()> {
+    let spec = format!("{package}:arm64");
+    let download = |quiet: bool| {
+        let mut cmd = apt_get();
+        cmd.current_dir(work).args(["download", "-qq", &spec]);
+        if quiet {
+            cmd.stderr(Stdio::null());
+        }
+        cmd.status().is_ok_and(|s| s.success())
+    };
+    if !download(true) {
+        // The package lists may be stale or absent on a fresh machine.
+        if !is_root() {
+            return Err(format!("`apt-get download {spec}` failed; run `sudo apt-get update` and try again"));
+        }
+        run_checked(apt_get().args(["update", "-qq"]))?;
+        if !download(false) {
+            return Err(format!("`apt-get download {spec}` failed; see apt's message above"));
+        }
+    }
+    let deb = std::fs::read_dir(work)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| format!("apt-get download {spec} produced no .deb"))?;
+    let tree = work.join("tree");
+    run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    let vmlinuz = std::fs::read_dir(tree.join("boot"))
+        .map_err(|e| format!("{} has no boot/ directory: {e}", deb.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .ok_or_else(|| format!("{} holds no boot/vmlinuz-*", deb.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // Copy then rename, so an interrupted download never leaves a partial
+    // kernel in the cache.
+    let partial = dir.join("vmlinuz.partial");
+    std::fs::copy(&vmlinuz, &partial).map_err(|e| format!("cannot copy the kernel: {e}"))?;
+    std::fs::rename(&partial, kernel).map_err(|e| format!("cannot store the kernel: {e}"))?;
+    Ok(())
+}
+
+/// Writes the initramfs for one boot: the init, the VMM, the firmware image
+/// and the job list (one VMM argument list per line, tab-separated).
+pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let mut list = String::new();
+    for args in jobs {
+        if let Some(bad) = args.iter().find(|a| a.contains(['\t', '\n']) || a.is_empty()) {
+            return Err(format!("VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"));
+        }
+        list.push_str("--image\t/guest.bin");
+        for a in args {
+            list.push('\t');
+            list.push_str(a);
+        }
+        list.push('\n');
+    }
+    let mut archive = Archive::new();
+    archive
+        .dir("dev")
+        // The kernel opens /dev/console for init's stdio before init runs,
+        // so the node must be in the archive (devtmpfs comes later).
+        .char_device("dev/console", 0o600, 5, 1)
+        .dir("proc")
+        .dir("sys")
+        .file("init", 0o755, &read(&artifacts.l1_init)?)
+        .file("uirq-vmm", 0o755, &read(&artifacts.vmm)?)
+        .file("guest.bin", 0o644, &read(&artifacts.guest_image)?)
+        .file("jobs", 0o644, list.as_bytes());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let mut file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    archive
+        .finish(&mut file)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// One line of L1's console, classified.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// `@@uirq kernel <release>`
+    Kernel(&'a str),
+    /// `@@uirq job <n> start`
+    JobStart(usize),
+    /// `@@uirq job <n> exit <code>`
+    JobExit(usize, i32),
+    /// `@@uirq done`
+    Done,
+    /// `@@uirq init-error <message>`
+    InitError(&'a str),
+    /// Anything else: the VMM's and guest's output, or kernel messages.
+    Text(&'a str),
+}
+
+/// Classifies one console line (without its line ending).
+pub fn parse_line(line: &str) -> Line<'_> {
+    let Some(rest) = line.strip_prefix(MARK).and_then(|r| r.strip_prefix(' ')) else {
+        return Line::Text(line);
+    };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    match words.as_slice() {
+        ["kernel", release] => Line::Kernel(release),
+        ["job", n, "start"] => n.parse().map_or(Line::Text(line), Line::JobStart),
+        ["job", n, "exit", code] => match (n.parse(), code.parse()) {
+            (Ok(n), Ok(code)) => Line::JobExit(n, code),
+            _ => Line::Text(line),
+        },
+        ["done"] => Line::Done,
+        ["init-error", ..] => Line::InitError(rest.trim_start_matches("init-error").trim()),
+        _ => Line::Text(line),
+    }
+}
+
+/// The console output and exit code of one job run in L1.
+#[derive(Clone, Debug, Default)]
+pub struct JobOutput {
+    /// Everything the job printed (stdout and stderr), `\r` removed.
+    pub console: String,
+    /// The VMM's exit code (128 + signal if it was killed).
+    pub exit_code: Option<i32>,
+}
+
+/// Boots L1 once, runs `jobs` in it and returns their outputs in order.
+///
+/// `stream` prints each job's console lines as they arrive. The whole boot
+/// is bounded by `wall_timeout`: QEMU is killed when it passes.
+pub fn run_jobs(
+    artifacts: &Artifacts,
+    jobs: &[Vec<String>],
+    label: &str,
+    stream: bool,
+    wall_timeout: Duration,
+) -> Result<(Versions, Vec<JobOutput>)> {
+    let qemu_version = ensure_qemu()?;
+    let kernel = ensure_kernel()?;
+    let initramfs = project::l1_cache_dir().join(format!("initramfs-{label}.cpio"));
+    write_initramfs(artifacts, jobs, &initramfs)?;
+
+    progress(format!(
+        "booting an aarch64 Linux with KVM under QEMU (nested; {} job{}, allow ~10-30 s for the boot)",
+        jobs.len(),
+        if jobs.len() == 1 { "" } else { "s" }
+    ));
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-M",
+        // virtualization=on emulates EL2, so the L1 kernel has KVM;
+        // gic-version=2 lets L1's KVM offer a vGICv2 as well as the
+        // userspace irqchip (with v3 it drops GICv2 emulation).
+        "virt,virtualization=on,gic-version=2",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "1024",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        // No NIC: QEMU 7.2 would otherwise look for a NIC option ROM.
+        "-nic",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(&kernel)
+    .arg("-initrd")
+    .arg(&initramfs)
+    .args(["-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"])
+    // No terminal for QEMU: it leaves the user's terminal settings alone, and
+    // Ctrl-C reaches it (same process group) and stops it.
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("QEMU's stdout is not captured")?;
+    let stderr = child.stderr.take().ok_or("QEMU's stderr is not captured")?;
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out_reader = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).replace('\r', "");
+                    if tx.send(line.trim_end_matches('\n').to_string()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let deadline = Instant::now() + wall_timeout;
+    let mut versions = Versions {
+        qemu: qemu_version,
+        kernel: String::new(),
+    };
+    let mut outputs: Vec<JobOutput> = vec![JobOutput::default(); jobs.len()];
+    let mut current: Option<usize> = None;
+    let mut done = false;
+    let mut other_lines: Vec<String> = Vec::new();
+    let mut init_error: Option<String> = None;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
+            Ok(line) => match parse_line(&line) {
+                Line::Kernel(release) => versions.kernel = release.to_string(),
+                Line::JobStart(n) if n < outputs.len() => current = Some(n),
+                Line::JobExit(n, code) if n < outputs.len() => {
+                    outputs[n].exit_code = Some(code);
+                    current = None;
+                }
+                Line::Done => done = true,
+                Line::InitError(msg) => init_error = Some(msg.to_string()),
+                _ => match current {
+                    Some(n) => {
+                        if stream {
+                            println!("{line}");
+                        }
+                        outputs[n].console.push_str(&line);
+                        outputs[n].console.push('\n');
+                    }
+                    None => other_lines.push(line),
+                },
+            },
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let _ = out_reader.join();
+    let qemu_stderr = err_reader.join().unwrap_or_default();
+
+    if timed_out {
+        return Err(format!(
+            "the nested run did not finish within {} s and was stopped{}",
+            wall_timeout.as_secs(),
+            tail(&other_lines)
+        ));
+    }
+    if let Some(msg) = init_error {
+        return Err(format!("the L1 init failed: {msg}"));
+    }
+    if !done {
+        return Err(format!(
+            "L1 stopped before running all jobs (QEMU {status}){}{}",
+            tail(&other_lines),
+            if qemu_stderr.trim().is_empty() {
+                String::new()
+            } else {
+                format!("\nQEMU said: {}", qemu_stderr.trim())
+            }
+        ));
+    }
+    Ok((versions, outputs))
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(20);
+    format!("; L1's last console lines:\n{}", lines[start..].join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_lines_are_recognised_and_others_pass_through() {
+        assert_eq!(parse_line("@@uirq kernel 6.12.117+deb12-arm64"), Line::Kernel("6.12.117+deb12-arm64"));
+        assert_eq!(parse_line("@@uirq job 3 start"), Line::JobStart(3));
+        assert_eq!(parse_line("@@uirq job 3 exit 124"), Line::JobExit(3, 124));
+        assert_eq!(parse_line("@@uirq done"), Line::Done);
+        assert_eq!(parse_line("@@uirq init-error no kvm"), Line::InitError("no kvm"));
+        assert_eq!(parse_line("tick 1: 5 ns"), Line::Text("tick 1: 5 ns"));
+        assert_eq!(parse_line("@@uirq job x start"), Line::Text("@@uirq job x start"));
+        assert_eq!(parse_line("@@uirqjob 1 start"), Line::Text("@@uirqjob 1 start"));
+    }
+
+}

@@ -1,0 +1,172 @@
+//! `cargo xtask`: the project's build, run and test commands.
+//!
+//! ```text
+//! cargo xtask run [-- VMM ARGS]   build everything and boot the firmware
+//! cargo xtask test                every check and test, as CI runs them
+//! cargo xtask build               build the firmware image, VMM and L1 init
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xtask::{build, jobs, progress, project, run_checked, toolchain, Result};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  run [-- VMM ARGS]   Build the firmware and the VMM and run them on KVM: directly on an
+                      aarch64 Linux host with /dev/kvm, otherwise inside an aarch64 Linux
+                      booted under QEMU (installed and downloaded once, cached in target/l1).
+                      Arguments after `--` go to the VMM (try `-- --help`).
+                      The exit status is the guest's.
+  test                Formatting, clippy for every target, unit tests, end-to-end tests.
+  build               Build the firmware image, the VMM and the L1 init; print their paths.
+  help                This text.
+
+Environment:
+  UIRQ_L1_KERNEL          use this aarch64 kernel image for the nested run instead of the cached one
+  UIRQ_L1_KERNEL_PACKAGE  Debian package to take the kernel from (default: the pinned one)
+  UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (verb, rest) = match args.split_first() {
+        Some((v, rest)) => (v.as_str(), rest),
+        None => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let result = match verb {
+        "run" => run(rest),
+        "test" => test(rest),
+        "build" => build_only(rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(format!("unknown command `{other}`; see `cargo xtask help`")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("xtask: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Splits `[--] args...`: everything after `--` is for the VMM; anything
+/// before it is an error (the verbs take no options of their own).
+fn vmm_args(rest: &[String]) -> Result<Vec<String>> {
+    match rest.split_first() {
+        None => Ok(Vec::new()),
+        Some((first, tail)) if first == "--" => Ok(tail.to_vec()),
+        Some((first, _)) => Err(format!(
+            "unexpected argument `{first}`; VMM arguments go after `--`, as in `cargo xtask run -- --ticks 20`"
+        )),
+    }
+}
+
+fn build_only(rest: &[String]) -> Result<ExitCode> {
+    if !rest.is_empty() {
+        return Err("`build` takes no arguments".into());
+    }
+    let a = build::all()?;
+    println!("firmware image: {}", a.guest_image.display());
+    println!("VMM:            {}", a.vmm.display());
+    println!("L1 init:        {}", a.l1_init.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(rest: &[String]) -> Result<ExitCode> {
+    let args = vmm_args(rest)?;
+    let artifacts = build::all()?;
+    let wall = std::env::var("UIRQ_RUN_WALL_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    let (env, results) = jobs::run(&artifacts, &[args], "run", true, Duration::from_secs(wall))?;
+    let result = &results[0];
+    match env.qemu {
+        Some(q) => progress(format!("ran nested: L1 kernel {}, {q}", env.kernel)),
+        None => progress(format!("ran natively on kernel {}", env.kernel)),
+    }
+    let code = result
+        .exit_code
+        .ok_or("the VMM did not finish (no exit status came back)")?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+fn test(rest: &[String]) -> Result<ExitCode> {
+    if !rest.is_empty() {
+        return Err("`test` takes no arguments".into());
+    }
+    toolchain::ensure()?;
+    let guest = build::guest_manifest();
+    let target_dir = project::target_dir();
+    let guest_cargo = |args: &[&str]| {
+        let mut cmd = project::cargo();
+        cmd.args(args).arg("--manifest-path").arg(&guest).arg("--target-dir").arg(&target_dir);
+        cmd
+    };
+    let cargo = |args: &[&str]| {
+        let mut cmd = project::cargo();
+        cmd.args(args);
+        cmd
+    };
+
+    step("formatting (workspace)", cargo(&["fmt", "--all", "--check"]))?;
+    step("formatting (guest)", {
+        let mut cmd = project::cargo();
+        cmd.args(["fmt", "--check", "--manifest-path"]).arg(&guest);
+        cmd
+    })?;
+    step(
+        "clippy, build machine",
+        cargo(&["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step(
+        "clippy, aarch64-unknown-linux-musl (VMM with its KVM code, L1 init)",
+        cargo(&[
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--all-targets",
+            "--target",
+            toolchain::LINUX_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "clippy, aarch64-unknown-none (firmware)",
+        guest_cargo(&["clippy", "--quiet", "--target", toolchain::GUEST_TARGET, "--", "-D", "warnings"]),
+    )?;
+    step(
+        "clippy, firmware drivers' unit tests (build machine)",
+        guest_cargo(&["clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings"]),
+    )?;
+    step(
+        "unit tests (workspace)",
+        cargo(&["test", "--workspace", "--exclude", "uirq-tests"]),
+    )?;
+    step("unit tests (firmware drivers)", guest_cargo(&["test", "--lib"]))?;
+
+    let artifacts = build::all()?;
+    let mut e2e = cargo(&["test", "--package", "uirq-tests"]);
+    e2e.env("UIRQ_GUEST_IMAGE", &artifacts.guest_image)
+        .env("UIRQ_VMM", &artifacts.vmm)
+        .env("UIRQ_L1_INIT", &artifacts.l1_init);
+    step("end-to-end tests (firmware on the VMM on KVM)", e2e)?;
+    progress("all checks and tests passed");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn step(what: &str, mut cmd: std::process::Command) -> Result<()> {
+    progress(format!("== {what}"));
+    run_checked(&mut cmd).map_err(|e| format!("{what}: {e}"))
+}
