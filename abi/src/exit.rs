@@ -1,11 +1,17 @@
 //! How the firmware reports its outcome, and the VMM's own exit codes.
 //!
 //! The firmware ends every run with PSCI SYSTEM_OFF, placing a [`Status`] in
-//! `x1` (PSCI ignores `x1` for SYSTEM_OFF). When KVM reports the shutdown the
-//! VMM reads `x1` back and exits with that number, so the guest's verdict
+//! [`STATUS_REGISTER`] (`x4`). When KVM reports the shutdown the VMM reads
+//! that register back and exits with its number, so the guest's verdict
 //! becomes the VMM's exit code, and in turn `cargo xtask run`'s.
+//!
+//! Why `x4`: before it reports SYSTEM_OFF, KVM writes the PSCI return value
+//! into `x0`-`x3` (in case the VMM resumes the vCPU, it should see
+//! INTERNAL_FAILURE), so an argument in `x1` is gone by the time the VMM
+//! looks. The SMC Calling Convention (DEN 0028, v1.1 and later) has the
+//! callee preserve `x4`-`x17`, so `x4` arrives intact.
 
-/// The firmware's verdict, passed in `x1` with PSCI SYSTEM_OFF.
+/// The firmware's verdict, passed in [`STATUS_REGISTER`] with PSCI SYSTEM_OFF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Status {
@@ -45,6 +51,10 @@ impl Status {
         }
     }
 }
+
+/// The general-purpose register (`x4`) that carries the [`Status`] at
+/// SYSTEM_OFF.
+pub const STATUS_REGISTER: u8 = 4;
 
 /// VMM exit code when `--timeout` expired before the guest powered off
 /// (the same number coreutils' `timeout` uses).

@@ -215,7 +215,10 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(bus.read(0, 0x1010, &mut buf), Access::Claimed("probe"));
         assert_eq!(u32::from_le_bytes(buf), 0x10);
-        assert_eq!(bus.write(3, 0x10fc, &[1, 2, 3, 4]), Access::Claimed("probe"));
+        assert_eq!(
+            bus.write(3, 0x10fc, &[1, 2, 3, 4]),
+            Access::Claimed("probe")
+        );
         assert_eq!(
             p.lock().unwrap().last_write,
             Some((3, 0xfc, vec![1, 2, 3, 4]))

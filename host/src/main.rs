@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use uirq_abi::boot::{Program, DEFAULT_PERIOD_US, DEFAULT_TICKS};
-use uirq_abi::exit::{Status, VMM_ERROR};
+use uirq_abi::exit::VMM_ERROR;
 
 /// Run the uirq guest firmware on KVM with a userspace GICv2.
 #[derive(Debug, Parser)]
@@ -53,7 +53,9 @@ fn parse_program(name: &str) -> Result<Program, String> {
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| "not a number of seconds".to_string())?;
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| "not a number of seconds".to_string())?;
     if !(secs > 0.0 && secs <= 86_400.0) {
         return Err("must be more than 0 and at most 86400 seconds".into());
     }
@@ -101,7 +103,10 @@ fn main() -> ExitCode {
             // (clap's default, 2, would read as a guest status).
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("invalid command line");
-            eprintln!("uirq-vmm: {}; see --help", first.trim_start_matches("error: "));
+            eprintln!(
+                "uirq-vmm: {}; see --help",
+                first.trim_start_matches("error: ")
+            );
             return ExitCode::from(VMM_ERROR as u8);
         }
     };
@@ -125,7 +130,7 @@ fn chain(err: &anyhow::Error) -> String {
 
 #[cfg(target_arch = "aarch64")]
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    use uirq_abi::exit::{VMM_GUEST_ABNORMAL, VMM_TIMEOUT};
+    use uirq_abi::exit::{Status, VMM_GUEST_ABNORMAL, VMM_TIMEOUT};
     use uirq_host::kvm::{self, Outcome, VmConfig};
 
     let image = uirq_host::memory::read_image(&args.image)?;
@@ -150,7 +155,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Outcome::PoweredOff { status } => match Status::from_number(status) {
             Some(Status::Success) => ExitCode::SUCCESS,
             Some(s) => {
-                eprintln!("uirq-vmm: the guest powered off reporting failure: {}", s.describe());
+                eprintln!(
+                    "uirq-vmm: the guest powered off reporting failure: {}",
+                    s.describe()
+                );
                 ExitCode::from(s as u8)
             }
             None => {
@@ -160,7 +168,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
         Outcome::Stopped => {
             let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
-            eprintln!("uirq-vmm: the guest did not power off within {secs} s; stopped it (--timeout)");
+            eprintln!(
+                "uirq-vmm: the guest did not power off within {secs} s; stopped it (--timeout)"
+            );
             ExitCode::from(VMM_TIMEOUT as u8)
         }
         Outcome::Reset => {
@@ -192,7 +202,16 @@ mod tests {
         assert_eq!(a.program, Program::Timer);
         assert_eq!(a.ticks, DEFAULT_TICKS);
         assert!(a.timeout.is_none());
-        let a = Args::try_parse_from(["uirq-vmm", "--image", "g", "--program", "spin", "--timeout", "2.5"]).unwrap();
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--image",
+            "g",
+            "--program",
+            "spin",
+            "--timeout",
+            "2.5",
+        ])
+        .unwrap();
         assert_eq!(a.program, Program::Spin);
         assert_eq!(a.timeout, Some(Duration::from_millis(2500)));
         for bad in [

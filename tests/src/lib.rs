@@ -70,15 +70,27 @@ pub fn job(batch: &Batch, index: usize) -> Option<&JobResult> {
     }
 }
 
+const SUMMARY_MIDDLE: &str = " interrupts, latency min/median/max = ";
+
+/// The lines of `console` that have the shape of the timer summary line.
+pub fn summary_lines(console: &str) -> impl Iterator<Item = &str> {
+    console
+        .lines()
+        .filter(|l| l.starts_with("timer: ") && l.contains(SUMMARY_MIDDLE))
+}
+
 /// Parses the timer program's summary line,
 /// `timer: N interrupts, latency min/median/max = A/B/C ns`, into
 /// `(N, A, B, C)`.
 pub fn parse_timer_summary(console: &str) -> Option<(u64, u64, u64, u64)> {
-    let line = console.lines().find(|l| l.starts_with("timer: "))?;
+    let line = summary_lines(console).next()?;
     let rest = line.strip_prefix("timer: ")?;
-    let (count, rest) = rest.split_once(" interrupts, latency min/median/max = ")?;
+    let (count, rest) = rest.split_once(SUMMARY_MIDDLE)?;
     let figures = rest.strip_suffix(" ns")?;
-    let v: Vec<u64> = figures.split('/').map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let v: Vec<u64> = figures
+        .split('/')
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     match v.as_slice() {
         [a, b, c] => Some((count.parse().ok()?, *a, *b, *c)),
         _ => None,
@@ -91,10 +103,16 @@ mod tests {
 
     #[test]
     fn summary_line_parses_and_malformed_ones_do_not() {
-        let c = "tick 1: 5 ns\ntimer: 10 interrupts, latency min/median/max = 1/2/3 ns\n";
+        let c = "timer: 10 ticks of 10000 us\ntick 1: 5 ns\ntimer: 10 interrupts, latency min/median/max = 1/2/3 ns\n";
         assert_eq!(parse_timer_summary(c), Some((10, 1, 2, 3)));
-        assert_eq!(parse_timer_summary("timer: 10 interrupts, latency min/median/max = 1/2 ns"), None);
-        assert_eq!(parse_timer_summary("timer: x interrupts, latency min/median/max = 1/2/3 ns"), None);
+        assert_eq!(
+            parse_timer_summary("timer: 10 interrupts, latency min/median/max = 1/2 ns"),
+            None
+        );
+        assert_eq!(
+            parse_timer_summary("timer: x interrupts, latency min/median/max = 1/2/3 ns"),
+            None
+        );
         assert_eq!(parse_timer_summary("nothing here"), None);
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use uirq_abi::exit::{Status, VMM_ERROR, VMM_TIMEOUT};
-use uirq_tests::{batch, job, parse_timer_summary, Batch};
+use uirq_tests::{batch, job, parse_timer_summary, summary_lines, Batch};
 
 const TIMER_DEFAULT: usize = 0;
 const TIMER_FAST: usize = 1;
@@ -47,7 +47,7 @@ fn assert_timer_run(index: usize, ticks: u64) {
         assert!(line.ends_with(" ns"), "{line}");
     }
     // Exactly one summary line.
-    assert_eq!(console.lines().filter(|l| l.starts_with("timer: ")).count(), 1);
+    assert_eq!(summary_lines(console).count(), 1, "{console}");
 }
 
 #[test]
@@ -64,7 +64,11 @@ fn fifty_fast_ticks_all_arrive() {
 fn a_guest_that_never_stops_is_ended_by_the_timeout() {
     let Some(r) = run(SPIN_TIMEOUT) else { return };
     assert_eq!(r.exit_code, Some(VMM_TIMEOUT), "{}", r.console);
-    assert!(r.console.contains("did not power off within 3 s"), "{}", r.console);
+    assert!(
+        r.console.contains("did not power off within 3 s"),
+        "{}",
+        r.console
+    );
 }
 
 #[test]

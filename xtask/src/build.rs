@@ -10,7 +10,9 @@ use crate::{progress, run_checked, Result};
 pub fn all() -> Result<Artifacts> {
     toolchain::ensure()?;
     let guest_image = guest()?;
-    progress(format!("building the VMM and the L1 init for {LINUX_TARGET}"));
+    progress(format!(
+        "building the VMM and the L1 init for {LINUX_TARGET}"
+    ));
     run_checked(project::cargo().args([
         "build",
         "--quiet",
@@ -41,11 +43,23 @@ pub fn guest_manifest() -> PathBuf {
 pub fn guest() -> Result<PathBuf> {
     progress(format!("building the guest firmware for {GUEST_TARGET}"));
     let target_dir = project::target_dir();
-    run_checked(project::cargo().args(["build", "--quiet", "--release", "--target", GUEST_TARGET]).arg("--manifest-path").arg(guest_manifest()).arg("--target-dir").arg(&target_dir))?;
+    run_checked(
+        project::cargo()
+            .args(["build", "--quiet", "--release", "--target", GUEST_TARGET])
+            .arg("--manifest-path")
+            .arg(guest_manifest())
+            .arg("--target-dir")
+            .arg(&target_dir),
+    )?;
     let elf = target_dir.join(GUEST_TARGET).join("release/uirq-guest");
     let image = target_dir.join(GUEST_TARGET).join("release/uirq-guest.bin");
     // The VMM loads a flat image at the start of RAM and jumps to its first
     // byte; the linker script puts the entry point there.
-    run_checked(std::process::Command::new(toolchain::objcopy()?).args(["-O", "binary"]).arg(&elf).arg(&image))?;
+    run_checked(
+        std::process::Command::new(toolchain::objcopy()?)
+            .args(["-O", "binary"])
+            .arg(&elf)
+            .arg(&image),
+    )?;
     Ok(image)
 }

@@ -47,10 +47,10 @@ impl Archive {
         let fields = [
             self.next_ino,
             mode,
-            0, // uid
-            0, // gid
+            0,                                       // uid
+            0,                                       // gid
             if mode & S_IFDIR != 0 { 2 } else { 1 }, // nlink
-            0, // mtime: fixed, so the archive is reproducible
+            0,                                       // mtime: fixed, so the archive is reproducible
             data.len() as u32,
             0, // devmajor
             0, // devminor

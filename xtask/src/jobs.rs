@@ -79,7 +79,12 @@ pub fn run(
     Ok((env, results))
 }
 
-fn run_native(artifacts: &Artifacts, args: &[String], stream: bool, wall_timeout: Duration) -> Result<JobResult> {
+fn run_native(
+    artifacts: &Artifacts,
+    args: &[String],
+    stream: bool,
+    wall_timeout: Duration,
+) -> Result<JobResult> {
     let mut child = Command::new(&artifacts.vmm)
         .arg("--image")
         .arg(&artifacts.guest_image)
@@ -92,8 +97,14 @@ fn run_native(artifacts: &Artifacts, args: &[String], stream: bool, wall_timeout
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
     for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -115,7 +126,10 @@ fn run_native(artifacts: &Artifacts, args: &[String], stream: bool, wall_timeout
         if now >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("the VMM did not finish within {} s and was stopped", wall_timeout.as_secs()));
+            return Err(format!(
+                "the VMM did not finish within {} s and was stopped",
+                wall_timeout.as_secs()
+            ));
         }
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
@@ -132,7 +146,9 @@ fn run_native(artifacts: &Artifacts, args: &[String], stream: bool, wall_timeout
     for r in readers {
         let _ = r.join();
     }
-    let status = child.wait().map_err(|e| format!("waiting for the VMM: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the VMM: {e}"))?;
     let exit_code = status
         .code()
         .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));

@@ -98,10 +98,14 @@ pub fn ensure_kernel() -> Result<PathBuf> {
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("UIRQ_L1_KERNEL names {}, which is not a file", path.display()))
+            Err(format!(
+                "UIRQ_L1_KERNEL names {}, which is not a file",
+                path.display()
+            ))
         };
     }
-    let package = std::env::var("UIRQ_L1_KERNEL_PACKAGE").unwrap_or_else(|_| KERNEL_PACKAGE.to_string());
+    let package =
+        std::env::var("UIRQ_L1_KERNEL_PACKAGE").unwrap_or_else(|_| KERNEL_PACKAGE.to_string());
     let dir = project::l1_cache_dir().join(&package);
     let kernel = dir.join("vmlinuz");
     if kernel.is_file() {
@@ -115,9 +119,7 @@ pub fn ensure_kernel() -> Result<PathBuf> {
     let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))?;
     let needs_arch = !foreign.lines().any(|l| l.trim() == "arm64");
     if needs_arch && !is_root() {
-        return Err(format!(
-            "fetching the L1 kernel needs Debian's arm64 package lists; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`, then run again"
-        ));
+        return Err("fetching the L1 kernel needs Debian's arm64 package lists; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`, then run again".into());
     }
     if needs_arch {
         progress("enabling arm64 package lists for apt (dpkg --add-architecture arm64)");
@@ -125,7 +127,9 @@ pub fn ensure_kernel() -> Result<PathBuf> {
         run_checked(apt_get().args(["update", "-qq"]))?;
     }
 
-    progress(format!("downloading the L1 kernel ({package}:arm64, about 90 MB, once)"));
+    progress(format!(
+        "downloading the L1 kernel ({package}:arm64, about 90 MB, once)"
+    ));
     let work = project::l1_cache_dir().join(format!("download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
@@ -147,11 +151,15 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
     if !download(true) {
         // The package lists may be stale or absent on a fresh machine.
         if !is_root() {
-            return Err(format!("`apt-get download {spec}` failed; run `sudo apt-get update` and try again"));
+            return Err(format!(
+                "`apt-get download {spec}` failed; run `sudo apt-get update` and try again"
+            ));
         }
         run_checked(apt_get().args(["update", "-qq"]))?;
         if !download(false) {
-            return Err(format!("`apt-get download {spec}` failed; see apt's message above"));
+            return Err(format!(
+                "`apt-get download {spec}` failed; see apt's message above"
+            ));
         }
     }
     let deb = std::fs::read_dir(work)
@@ -164,7 +172,10 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
     let vmlinuz = std::fs::read_dir(tree.join("boot"))
         .map_err(|e| format!("{} has no boot/ directory: {e}", deb.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
         .ok_or_else(|| format!("{} holds no boot/vmlinuz-*", deb.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Copy then rename, so an interrupted download never leaves a partial
@@ -181,8 +192,13 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let mut list = String::new();
     for args in jobs {
-        if let Some(bad) = args.iter().find(|a| a.contains(['\t', '\n']) || a.is_empty()) {
-            return Err(format!("VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"));
+        if let Some(bad) = args
+            .iter()
+            .find(|a| a.contains(['\t', '\n']) || a.is_empty())
+        {
+            return Err(format!(
+                "VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"
+            ));
         }
         list.push_str("--image\t/guest.bin");
         for a in args {
@@ -204,9 +220,11 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
         .file("guest.bin", 0o644, &read(&artifacts.guest_image)?)
         .file("jobs", 0o644, list.as_bytes());
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
-    let mut file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut file = std::fs::File::create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     archive
         .finish(&mut file)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -312,7 +330,9 @@ pub fn run_jobs(
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
     let stdout = child.stdout.take().ok_or("QEMU's stdout is not captured")?;
     let stderr = child.stderr.take().ok_or("QEMU's stderr is not captured")?;
     let err_reader = std::thread::spawn(move || {
@@ -423,14 +443,25 @@ mod tests {
 
     #[test]
     fn marker_lines_are_recognised_and_others_pass_through() {
-        assert_eq!(parse_line("@@uirq kernel 6.12.117+deb12-arm64"), Line::Kernel("6.12.117+deb12-arm64"));
+        assert_eq!(
+            parse_line("@@uirq kernel 6.12.117+deb12-arm64"),
+            Line::Kernel("6.12.117+deb12-arm64")
+        );
         assert_eq!(parse_line("@@uirq job 3 start"), Line::JobStart(3));
         assert_eq!(parse_line("@@uirq job 3 exit 124"), Line::JobExit(3, 124));
         assert_eq!(parse_line("@@uirq done"), Line::Done);
-        assert_eq!(parse_line("@@uirq init-error no kvm"), Line::InitError("no kvm"));
+        assert_eq!(
+            parse_line("@@uirq init-error no kvm"),
+            Line::InitError("no kvm")
+        );
         assert_eq!(parse_line("tick 1: 5 ns"), Line::Text("tick 1: 5 ns"));
-        assert_eq!(parse_line("@@uirq job x start"), Line::Text("@@uirq job x start"));
-        assert_eq!(parse_line("@@uirqjob 1 start"), Line::Text("@@uirqjob 1 start"));
+        assert_eq!(
+            parse_line("@@uirq job x start"),
+            Line::Text("@@uirq job x start")
+        );
+        assert_eq!(
+            parse_line("@@uirqjob 1 start"),
+            Line::Text("@@uirqjob 1 start")
+        );
     }
-
 }

@@ -107,9 +107,17 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     toolchain::ensure()?;
     let guest = build::guest_manifest();
     let target_dir = project::target_dir();
+    // The firmware is not a workspace member: name its manifest, and share
+    // the target directory. Arguments after `--` go to the tool, not cargo.
     let guest_cargo = |args: &[&str]| {
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         let mut cmd = project::cargo();
-        cmd.args(args).arg("--manifest-path").arg(&guest).arg("--target-dir").arg(&target_dir);
+        cmd.args(&args[..split])
+            .arg("--manifest-path")
+            .arg(&guest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .args(&args[split..]);
         cmd
     };
     let cargo = |args: &[&str]| {
@@ -118,7 +126,10 @@ fn test(rest: &[String]) -> Result<ExitCode> {
         cmd
     };
 
-    step("formatting (workspace)", cargo(&["fmt", "--all", "--check"]))?;
+    step(
+        "formatting (workspace)",
+        cargo(&["fmt", "--all", "--check"]),
+    )?;
     step("formatting (guest)", {
         let mut cmd = project::cargo();
         cmd.args(["fmt", "--check", "--manifest-path"]).arg(&guest);
@@ -126,7 +137,15 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     })?;
     step(
         "clippy, build machine",
-        cargo(&["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo(&[
+            "clippy",
+            "--quiet",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step(
         "clippy, aarch64-unknown-linux-musl (VMM with its KVM code, L1 init)",
@@ -144,17 +163,30 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     )?;
     step(
         "clippy, aarch64-unknown-none (firmware)",
-        guest_cargo(&["clippy", "--quiet", "--target", toolchain::GUEST_TARGET, "--", "-D", "warnings"]),
+        guest_cargo(&[
+            "clippy",
+            "--quiet",
+            "--target",
+            toolchain::GUEST_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step(
         "clippy, firmware drivers' unit tests (build machine)",
-        guest_cargo(&["clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings"]),
+        guest_cargo(&[
+            "clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings",
+        ]),
     )?;
     step(
         "unit tests (workspace)",
         cargo(&["test", "--workspace", "--exclude", "uirq-tests"]),
     )?;
-    step("unit tests (firmware drivers)", guest_cargo(&["test", "--lib"]))?;
+    step(
+        "unit tests (firmware drivers)",
+        guest_cargo(&["test", "--lib"]),
+    )?;
 
     let artifacts = build::all()?;
     let mut e2e = cargo(&["test", "--package", "uirq-tests"]);

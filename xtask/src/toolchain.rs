@@ -47,16 +47,24 @@ pub fn ensure() -> Result<()> {
 
 /// Path of `rust-objcopy` from the llvm-tools component.
 pub fn objcopy() -> Result<PathBuf> {
-    let sysroot = output_of(Command::new("rustc").current_dir(crate::project::root()).args(["--print", "sysroot"]))?;
-    let host = output_of(Command::new("rustc").current_dir(crate::project::root()).args(["--print", "host-tuple"]))
-        .or_else(|_| -> Result<String> {
-            let vv = output_of(Command::new("rustc").arg("-vV"))?;
-            Ok(vv
-                .lines()
-                .find_map(|l| l.strip_prefix("host: "))
-                .unwrap_or_default()
-                .to_string())
-        })?;
+    let sysroot = output_of(
+        Command::new("rustc")
+            .current_dir(crate::project::root())
+            .args(["--print", "sysroot"]),
+    )?;
+    let host = output_of(
+        Command::new("rustc")
+            .current_dir(crate::project::root())
+            .args(["--print", "host-tuple"]),
+    )
+    .or_else(|_| -> Result<String> {
+        let vv = output_of(Command::new("rustc").arg("-vV"))?;
+        Ok(vv
+            .lines()
+            .find_map(|l| l.strip_prefix("host: "))
+            .unwrap_or_default()
+            .to_string())
+    })?;
     let path = PathBuf::from(sysroot.trim())
         .join("lib/rustlib")
         .join(host.trim())

@@ -120,7 +120,11 @@ impl Pl011 {
             IMSC => self.imsc = value & 0x7FF,
             DMACR => self.dmacr = value & 0x7,
             RSR | ICR => {}
-            _ => tracing::debug!(offset, value, "PL011: write to read-only or unimplemented register"),
+            _ => tracing::debug!(
+                offset,
+                value,
+                "PL011: write to read-only or unimplemented register"
+            ),
         }
     }
 }
@@ -226,7 +230,7 @@ mod tests {
         let mut b = [0xFFu8; 8];
         u.read(0, 0x3, &mut b);
         assert_eq!(b, [0; 8]);
-        u.write(0, 0x1, &[b'x']);
+        u.write(0, 0x1, b"x");
         u.write(0, 0xFFF_FFFF, &[1, 2, 3, 4]);
         u.read(0, u64::MAX - 3, &mut b[..4]);
         assert!(sink.0.lock().unwrap().is_empty());

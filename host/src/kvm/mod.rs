@@ -76,7 +76,8 @@ pub use vm::VmConfig;
 pub fn run(config: VmConfig, timeout: Option<Duration>) -> Result<(Outcome, Stats), KvmError> {
     let kvm = vm::open_kvm()?;
     let vm = vm::create(&kvm, config)?;
-    kick::install_handler().map_err(|e| KvmError::Thread(format!("cannot install the kick signal handler: {e}")))?;
+    kick::install_handler()
+        .map_err(|e| KvmError::Thread(format!("cannot install the kick signal handler: {e}")))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = mpsc::channel();

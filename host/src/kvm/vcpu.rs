@@ -10,7 +10,7 @@
 //!    see it before the EOI, or it would find the level-sensitive interrupt
 //!    still asserted and make it pending again.
 //! 2. **The exit.** MMIO goes to the bus (GIC frames, UART); PSCI
-//!    SYSTEM_OFF ends the run with the status the guest left in `x1`.
+//!    SYSTEM_OFF ends the run with the status the guest left in `x4`.
 //!    An EINTR return means only a level changed, or another thread kicked
 //!    this one.
 //! 3. **The IRQ line.** If the model's output for this CPU changed,
@@ -29,6 +29,7 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
+use uirq_abi::exit::STATUS_REGISTER;
 use uirq_abi::gicv2::{PTIMER, VTIMER};
 
 use super::{ioctl, kick, KvmError};
@@ -38,7 +39,8 @@ use crate::devices::gicv2::Gicv2;
 /// How the guest's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// PSCI SYSTEM_OFF, with the status the guest put in `x1`.
+    /// PSCI SYSTEM_OFF, with the status the guest put in
+    /// `uirq_abi::exit::STATUS_REGISTER`.
     PoweredOff {
         /// The guest's status (see `uirq_abi::exit::Status`).
         status: u64,
@@ -124,8 +126,15 @@ fn cpu_irq_field(vcpu_index: usize, fiq: bool) -> u32 {
 /// What one `KVM_RUN` return asks of the loop, with the borrow of the
 /// `kvm_run` page released so the timer levels can be read first.
 enum Exit {
-    MmioRead { addr: u64, len: usize },
-    MmioWrite { addr: u64, data: [u8; 8], len: usize },
+    MmioRead {
+        addr: u64,
+        len: usize,
+    },
+    MmioWrite {
+        addr: u64,
+        data: [u8; 8],
+        len: usize,
+    },
     SystemEvent(u32),
     Interrupted,
     Unexpected(String),
@@ -230,7 +239,12 @@ impl<'a> VcpuLoop<'a> {
             // as an error, not as VcpuExit::Intr); so does a kick.
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
             Ok(other) => Exit::Unexpected(format!("{other:?}")),
-            Err(e) => return Err(KvmError::Ioctl { step: "KVM_RUN", source: e }),
+            Err(e) => {
+                return Err(KvmError::Ioctl {
+                    step: "KVM_RUN",
+                    source: e,
+                })
+            }
         })
     }
 
@@ -249,7 +263,10 @@ impl<'a> VcpuLoop<'a> {
         }
         self.timer_levels = levels;
         let mut gic = lock(&self.gic);
-        for (bit, ppi) in [(KVM_ARM_DEV_EL1_VTIMER, VTIMER), (KVM_ARM_DEV_EL1_PTIMER, PTIMER)] {
+        for (bit, ppi) in [
+            (KVM_ARM_DEV_EL1_VTIMER, VTIMER),
+            (KVM_ARM_DEV_EL1_PTIMER, PTIMER),
+        ] {
             let bit = u64::from(bit);
             if changed & bit != 0 {
                 self.stats.level_changes += 1;
@@ -275,7 +292,7 @@ impl<'a> VcpuLoop<'a> {
     fn system_event(&mut self, kind: u32) -> Result<Outcome, KvmError> {
         Ok(match kind {
             KVM_SYSTEM_EVENT_SHUTDOWN => Outcome::PoweredOff {
-                status: get_core_reg(self.vcpu, CoreReg::X(1))?,
+                status: get_core_reg(self.vcpu, CoreReg::X(STATUS_REGISTER))?,
             },
             KVM_SYSTEM_EVENT_RESET => Outcome::Reset,
             KVM_SYSTEM_EVENT_CRASH => Outcome::Crashed,

@@ -9,7 +9,9 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
-use uirq_abi::layout::{GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE};
+use uirq_abi::layout::{
+    GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE,
+};
 
 use super::{ioctl, KvmError};
 use crate::bus::Bus;
@@ -75,7 +77,10 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         unsafe { fd.set_user_memory_region(mem_region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
     }
-    debug_assert_eq!(ram.iter().next().map(|r| r.start_addr()), Some(GuestAddress(RAM_BASE)));
+    debug_assert_eq!(
+        ram.iter().next().map(|r| r.start_addr()),
+        Some(GuestAddress(RAM_BASE))
+    );
 
     // No KVM_CREATE_DEVICE for a vGIC: that is what puts the irqchip in
     // userspace. The GIC model answers the two GIC frames instead.
@@ -84,9 +89,24 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         num_spis: 32,
     })?));
     let mut bus = Bus::new();
-    bus.insert("gicd", GICD_BASE, GICD_SIZE, Arc::new(Mutex::new(DistributorFrame(gic.clone()))))?;
-    bus.insert("gicc", GICC_BASE, GICC_SIZE, Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone()))))?;
-    bus.insert("uart", UART_BASE, UART_SIZE, Arc::new(Mutex::new(Pl011::new(config.console))))?;
+    bus.insert(
+        "gicd",
+        GICD_BASE,
+        GICD_SIZE,
+        Arc::new(Mutex::new(DistributorFrame(gic.clone()))),
+    )?;
+    bus.insert(
+        "gicc",
+        GICC_BASE,
+        GICC_SIZE,
+        Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone()))),
+    )?;
+    bus.insert(
+        "uart",
+        UART_BASE,
+        UART_SIZE,
+        Arc::new(Mutex::new(Pl011::new(config.console))),
+    )?;
 
     let vcpu = fd.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
     let mut init = kvm_vcpu_init::default();

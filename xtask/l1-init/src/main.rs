@@ -39,9 +39,9 @@ fn main() {
         println!("{MARK} job {index} start");
         let _ = std::io::stdout().flush();
         let code = match Command::new("/uirq-vmm").args(&args).status() {
-            Ok(status) => status
-                .code()
-                .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            Ok(status) => status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            }),
             Err(e) => {
                 println!("{MARK} init-error cannot start /uirq-vmm: {e}");
                 127
@@ -86,7 +86,8 @@ fn kernel_release() -> String {
         .release
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        // c_char is i8 on some targets and u8 on aarch64.
+        .map(|&c| u8::from_ne_bytes(c.to_ne_bytes()))
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -1,0 +1,139 @@
+//! Register types for device memory that a hypervisor can emulate.
+//!
+//! These are drop-in replacements for tock-registers' `ReadOnly`,
+//! `ReadWrite` and `WriteOnly`, with one difference that matters under
+//! virtualization: every access is a single `ldr`/`str` (or the byte and
+//! halfword forms) with a plain base-register address, written in inline
+//! assembly.
+//!
+//! Why: when the guest touches an MMIO address with no memory behind it,
+//! the CPU traps to the hypervisor with a data abort whose syndrome (ESR_EL2)
+//! describes the access: size, register, direction. That description is
+//! only valid (ISV = 1) for single loads and stores *without* writeback (Arm
+//! ARM, D17.2.40 "ESR_EL2", ISS encoding for a Data Abort: "ISV ... is 0
+//! for ... load/store pair, and instructions with writeback"). KVM emulates
+//! MMIO only from a valid syndrome; for anything else `KVM_RUN` fails with
+//! ENOSYS. A compiler lowering `read_volatile` is free to pick a
+//! post-indexed `ldr x0, [x1], #4` in a loop or an `ldp`, so a driver that
+//! relies on it can work on hardware and fail as soon as it runs in a VM.
+//! Linux's arm64 `__raw_readl`/`__raw_writel` use inline assembly for the
+//! same reason.
+//!
+//! On the build machine (unit tests) the accessors fall back to volatile
+//! pointer accesses on the fake register memory.
+
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::{RegisterLongName, UIntLike};
+
+/// An integer width with single-instruction MMIO accessors.
+pub trait MmioInt: UIntLike {
+    /// Loads from `ptr` with one load instruction.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for a read of `Self` and suitably aligned.
+    unsafe fn load(ptr: *const Self) -> Self;
+    /// Stores `value` at `ptr` with one store instruction.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for a write of `Self` and suitably aligned.
+    unsafe fn store(ptr: *mut Self, value: Self);
+}
+
+macro_rules! mmio_int {
+    ($t:ty, $ld:literal, $st:literal) => {
+        impl MmioInt for $t {
+            #[inline(always)]
+            unsafe fn load(ptr: *const Self) -> Self {
+                #[cfg(target_arch = "aarch64")]
+                {
+                    let value: u32;
+                    // SAFETY: the caller guarantees `ptr` is valid and
+                    // aligned; the instruction reads exactly that location.
+                    unsafe {
+                        core::arch::asm!(concat!($ld, " {v:w}, [{p}]"), v = out(reg) value, p = in(reg) ptr, options(nostack, preserves_flags))
+                    };
+                    value as $t
+                }
+                #[cfg(not(target_arch = "aarch64"))]
+                // SAFETY: as above.
+                unsafe {
+                    core::ptr::read_volatile(ptr)
+                }
+            }
+
+            #[inline(always)]
+            unsafe fn store(ptr: *mut Self, value: Self) {
+                #[cfg(target_arch = "aarch64")]
+                // SAFETY: the caller guarantees `ptr` is valid and aligned;
+                // the instruction writes exactly that location.
+                unsafe {
+                    core::arch::asm!(concat!($st, " {v:w}, [{p}]"), v = in(reg) value as u32, p = in(reg) ptr, options(nostack, preserves_flags))
+                };
+                #[cfg(not(target_arch = "aarch64"))]
+                // SAFETY: as above.
+                unsafe {
+                    core::ptr::write_volatile(ptr, value)
+                };
+            }
+        }
+    };
+}
+
+mmio_int!(u8, "ldrb", "strb");
+mmio_int!(u16, "ldrh", "strh");
+mmio_int!(u32, "ldr", "str");
+
+macro_rules! register_type {
+    ($(#[$doc:meta])* $name:ident, read: $r:tt, write: $w:tt) => {
+        $(#[$doc])*
+        #[repr(transparent)]
+        pub struct $name<T: MmioInt, R: RegisterLongName = ()> {
+            value: UnsafeCell<T>,
+            associated_register: PhantomData<R>,
+        }
+        register_type!(@read $r $name);
+        register_type!(@write $w $name);
+    };
+    (@read yes $name:ident) => {
+        impl<T: MmioInt, R: RegisterLongName> Readable for $name<T, R> {
+            type T = T;
+            type R = R;
+            #[inline]
+            fn get(&self) -> T {
+                // SAFETY: a register struct is only ever created over the
+                // device's MMIO frame (see each driver's `unsafe fn new`), so
+                // the address is valid and naturally aligned.
+                unsafe { T::load(self.value.get()) }
+            }
+        }
+    };
+    (@read no $name:ident) => {};
+    (@write yes $name:ident) => {
+        impl<T: MmioInt, R: RegisterLongName> Writeable for $name<T, R> {
+            type T = T;
+            type R = R;
+            #[inline]
+            fn set(&self, value: T) {
+                // SAFETY: as for reads, the address is the register's own.
+                unsafe { T::store(self.value.get(), value) }
+            }
+        }
+    };
+    (@write no $name:ident) => {};
+}
+
+register_type!(
+    /// A register the driver reads and writes.
+    ReadWrite, read: yes, write: yes
+);
+register_type!(
+    /// A register the driver only reads.
+    ReadOnly, read: yes, write: no
+);
+register_type!(
+    /// A register the driver only writes.
+    WriteOnly, read: no, write: yes
+);

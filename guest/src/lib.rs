@@ -1,0 +1,30 @@
+//! The uirq guest firmware's library: drivers and pure logic.
+//!
+//! Everything here builds for `aarch64-unknown-none` (where the firmware in
+//! `main.rs` uses it) *and* for the build machine, where `cargo test --lib`
+//! runs the unit tests: the drivers are exercised against fake register
+//! memory, and the arithmetic and statistics are plain functions.
+//!
+//! - [`drivers::gicv2`]: the GICv2 distributor and CPU interface.
+//! - [`drivers::timer`]: the EL1 virtual timer of the Arm generic timer.
+//! - [`drivers::pl011`]: the PL011 UART, for output.
+//! - [`stats`]: lock-free recording in an interrupt handler, min/median/max.
+//! - [`report`]: the timer program's verdict and its summary line.
+//! - [`esr`]: decoding the syndrome of an unexpected exception.
+#![cfg_attr(not(test), no_std)]
+
+pub mod drivers {
+    //! Device drivers. Each one's registers are declared once, with
+    //! tock-registers, and reached through one `unsafe fn new(base)`; every
+    //! method after that is safe.
+    pub mod gicv2;
+    pub mod mmio;
+    pub mod pl011;
+    pub mod timer;
+}
+pub mod esr;
+pub mod report;
+pub mod stats;
+
+#[cfg(test)]
+mod fake_mmio;

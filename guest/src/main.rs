@@ -1,0 +1,93 @@
+//! The uirq guest firmware: a bare-metal aarch64 program that takes the
+//! virtual timer's interrupt through a GICv2 and reports the latency.
+//!
+//! Read it top-down:
+//!
+//! 1. [`boot`]: `_start`, the first instruction of the image: stack, BSS,
+//!    FP/SIMD, exception vectors, then [`main`].
+//! 2. [`main`]: picks a program from the boot registers (`uirq_abi::boot`).
+//! 3. [`programs::timer`]: the default program, GIC and timer set-up, the
+//!    wait loop and the interrupt handler.
+//! 4. [`exceptions`]: the vector table, the IRQ entry that saves the
+//!    interrupted state, and the report for every unexpected exception.
+//! 5. [`psci`]: how every run ends, PSCI SYSTEM_OFF with a status.
+//!
+//! The drivers and everything that can be tested off-target live in the
+//! library (`src/lib.rs`). On the build machine this file compiles to a stub.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+#[macro_use]
+mod console;
+#[cfg(target_os = "none")]
+mod board;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod exceptions;
+#[cfg(target_os = "none")]
+mod programs;
+#[cfg(target_os = "none")]
+mod psci;
+
+#[cfg(target_os = "none")]
+use uirq_abi::{boot::Program, exit::Status};
+
+/// The firmware's Rust entry point, called by `_start` with the three boot
+/// registers the VMM set (`uirq_abi::boot`): `x0` the program, `x1` and `x2`
+/// its arguments (0 = default).
+#[cfg(target_os = "none")]
+#[no_mangle]
+extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
+    use aarch64_cpu::registers::{CurrentEL, Readable};
+
+    board::uart().init();
+
+    // Everything here (VBAR_EL1, the EL1 virtual timer, PSCI through HVC)
+    // assumes EL1. At EL2 an HVC would trap to ourselves through a vector
+    // table that is not installed, so not even SYSTEM_OFF would work: say so
+    // and stop.
+    let el = CurrentEL.read(CurrentEL::EL);
+    if el != 1 {
+        println!("uirq-guest: entered at EL{el}, but this firmware must run at EL1; halting");
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+
+    match Program::from_number(x0) {
+        Some(Program::Timer) => programs::timer::run(x1, x2),
+        Some(Program::Spin) => programs::spin::run(),
+        Some(Program::Fault) => programs::fault::run(),
+        None => {
+            println!("uirq-guest: unknown program number {x0} in x0 (x1 = {x1:#x}, x2 = {x2:#x})");
+            psci::system_off(Status::BadBootArgs)
+        }
+    }
+}
+
+/// A panic prints its message and powers off with [`Status::Panic`].
+#[cfg(target_os = "none")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    // A panic while printing the panic must not recurse forever.
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    if !PANICKING.load(Ordering::Relaxed) {
+        PANICKING.store(true, Ordering::Relaxed);
+        println!("uirq-guest: panic: {info}");
+    }
+    psci::system_off(Status::Panic)
+}
+
+/// On the build machine there is no firmware to run, only the library's
+/// unit tests (`cargo test --lib`).
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!(
+        "uirq-guest is firmware: build it with `--target aarch64-unknown-none` \
+         and run it under the VMM or qemu-system-aarch64"
+    );
+    std::process::exit(1);
+}

@@ -1,0 +1,38 @@
+//! How every run ends: PSCI SYSTEM_OFF (Arm DEN 0022), with the firmware's
+//! verdict in `x4` (`uirq_abi::exit::STATUS_REGISTER`).
+//!
+//! PSCI calls go to the hypervisor with `HVC #0`: KVM implements PSCI itself
+//! and reports SYSTEM_OFF to the VMM as a shutdown, and QEMU's `virt` board
+//! (without EL2) answers HVC the same way. SYSTEM_OFF takes no arguments;
+//! the VMM reads `x4` back to learn the status. (Not `x1`: KVM writes the
+//! PSCI return value into `x0`-`x3` before it reports the shutdown, while
+//! the SMC Calling Convention preserves `x4`-`x17`.)
+
+use core::arch::asm;
+
+use uirq_abi::{exit::Status, psci::SYSTEM_OFF};
+
+/// Powers the machine off, reporting `status`. Does not return.
+pub fn system_off(status: Status) -> ! {
+    // SAFETY: HVC #0 with a PSCI function id is the PSCI calling convention
+    // (SMC Calling Convention, DEN 0028): it touches no memory of ours and
+    // clobbers at most x0-x17, which are declared clobbered. If it returns
+    // (no PSCI behind HVC), execution simply goes on below.
+    unsafe {
+        asm!(
+            "hvc #0",
+            inout("x0") u64::from(SYSTEM_OFF) => _,
+            out("x1") _, out("x2") _, out("x3") _,
+            inout("x4") status as u64 => _,
+            out("x5") _, out("x6") _,
+            out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _,
+            out("x17") _,
+            options(nomem, nostack),
+        );
+    }
+    println!("uirq-guest: PSCI SYSTEM_OFF returned; halting");
+    loop {
+        aarch64_cpu::asm::wfe();
+    }
+}

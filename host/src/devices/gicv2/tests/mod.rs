@@ -1,0 +1,98 @@
+//! Tests of the GICv2 model through its public API, one behaviour each,
+//! each citing the section of ARM IHI 0048B it checks.
+
+mod cpu_interface;
+mod distributor;
+mod hostile;
+mod properties;
+mod sgi;
+mod timer;
+
+use uirq_abi::gicv2::{gicc, gicd, IntId};
+
+use super::{GicConfig, Gicv2};
+
+/// A GIC with `num_cpus` CPU interfaces and `num_spis` SPIs.
+fn gic(num_cpus: usize, num_spis: u32) -> Gicv2 {
+    Gicv2::new(GicConfig { num_cpus, num_spis }).unwrap()
+}
+
+fn id(raw: u32) -> IntId {
+    IntId::new(raw).unwrap()
+}
+
+/// Distributor word read.
+fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+    let mut buf = [0u8; 4];
+    g.distributor_read(cpu, offset, &mut buf);
+    u32::from_le_bytes(buf)
+}
+
+/// Distributor word write.
+fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+    g.distributor_write(cpu, offset, &value.to_le_bytes());
+}
+
+/// Distributor byte read.
+fn drb(g: &mut Gicv2, cpu: usize, offset: u64) -> u8 {
+    let mut buf = [0u8; 1];
+    g.distributor_read(cpu, offset, &mut buf);
+    buf[0]
+}
+
+/// Distributor byte write.
+fn dwb(g: &mut Gicv2, cpu: usize, offset: u64, value: u8) {
+    g.distributor_write(cpu, offset, &[value]);
+}
+
+/// CPU interface word read.
+fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+    let mut buf = [0u8; 4];
+    g.cpu_interface_read(cpu, offset, &mut buf);
+    u32::from_le_bytes(buf)
+}
+
+/// CPU interface word write.
+fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+    g.cpu_interface_write(cpu, offset, &value.to_le_bytes());
+}
+
+/// What the project's firmware does at boot, on each CPU: distributor on,
+/// CPU interface on, priority mask fully open. Interrupts stay Group 0.
+fn firmware_init(g: &mut Gicv2) {
+    dw(g, 0, gicd::CTLR, 1);
+    for cpu in 0..g.config().num_cpus {
+        cw(g, cpu, gicc::CTLR, 1);
+        cw(g, cpu, gicc::PMR, 0xFF);
+    }
+}
+
+/// Sets `cpu`'s view of interrupt `raw`'s priority with a byte write.
+fn set_priority(g: &mut Gicv2, cpu: usize, raw: u32, priority: u8) {
+    dwb(g, cpu, gicd::IPRIORITYR + u64::from(raw), priority);
+}
+
+/// Enables interrupt `raw` (as `cpu` sees it) through GICD_ISENABLERn.
+fn enable(g: &mut Gicv2, cpu: usize, raw: u32) {
+    dw(
+        g,
+        cpu,
+        gicd::ISENABLER + 4 * u64::from(raw / 32),
+        1 << (raw % 32),
+    );
+}
+
+/// Reads one bit of a bit-per-interrupt register.
+fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
+    dr(g, cpu, base + 4 * u64::from(raw / 32)) & (1 << (raw % 32)) != 0
+}
+
+/// Acknowledge on `cpu`: the GICC_IAR value.
+fn ack(g: &mut Gicv2, cpu: usize) -> u32 {
+    cr(g, cpu, gicc::IAR)
+}
+
+/// End of interrupt on `cpu`.
+fn eoi(g: &mut Gicv2, cpu: usize, value: u32) {
+    cw(g, cpu, gicc::EOIR, value);
+}
