@@ -9,11 +9,15 @@
 //! | `x1`     | first program argument (0 = the program's default)        |
 //! | `x2`     | second program argument (0 = the program's default)       |
 //!
-//! A firmware started some other way (all registers zero, as under QEMU's
-//! `-kernel` with a raw image) runs [`Program::Timer`] with its defaults, so
-//! zero is never a program of its own.
+//! A firmware started with `x0` = 0 (as QEMU's `-kernel` starts it) looks
+//! for a [`block`] in guest RAM, which QEMU's loader device can write; with
+//! none it runs [`Program::Timer`] with its defaults, so zero is never a
+//! program of its own.
 
 /// A program the firmware can run, chosen by the VMM with `x0`.
+///
+/// Each program's number, command-line name and summary are written once,
+/// in one table, so they cannot disagree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum Program {
@@ -24,11 +28,39 @@ pub enum Program {
     /// Spins forever with interrupts masked, never exits: the case a VMM
     /// timeout exists for.
     Spin = 2,
-    /// Takes an unexpected synchronous exception (a misaligned load, which
-    /// faults because the MMU is off and all memory is Device memory), which
-    /// the firmware must report and end with
+    /// Takes an unexpected synchronous exception (a misaligned load with
+    /// alignment checking on), which the firmware must report and end with
     /// [`crate::exit::Status::Exception`].
     Fault = 3,
+    /// The latency benchmark (`crate::bench`): `x1` samples per measurement
+    /// (default [`crate::bench::DEFAULT_SAMPLES`]), `x2` warm-up samples
+    /// (default [`crate::bench::DEFAULT_WARMUP`]).
+    Bench = 4,
+    /// Scenario: one-shot virtual timer (TVAL), exactly one interrupt.
+    OneShot = 16,
+    /// Scenario: the EL1 physical timer through PPI 30.
+    PhysTimer = 17,
+    /// Scenario: masking by GICC_PMR, then unmasking delivers.
+    PmrMask = 18,
+    /// Scenario: a higher-priority interrupt preempts a lower-priority
+    /// handler.
+    Preemption = 19,
+    /// Scenario: GICC_CTLR.EOImode = 1, priority drop by EOIR and
+    /// deactivation by DIR.
+    EoiModeSplit = 20,
+    /// Scenario: a level interrupt still asserted at EOI is taken again.
+    LevelRetrigger = 21,
+    /// Scenario: SGIs to self through GICD_SGIR, with source CPU ids.
+    SgiSelf = 22,
+    /// Scenario: software pending set/clear and active set/clear on SPIs.
+    SpiState = 23,
+    /// Scenario: a disabled distributor or CPU interface signals nothing.
+    Disabled = 24,
+    /// Scenario: acknowledge with nothing pending returns 1023.
+    Spurious = 25,
+    /// Scenario: register read-back rules (read-only, RAZ/WI, masks, byte
+    /// access).
+    RegisterRules = 26,
 }
 
 /// Ticks the timer program takes when `x1` is zero.
@@ -36,18 +68,176 @@ pub const DEFAULT_TICKS: u64 = 10;
 /// Timer period in microseconds when `x2` is zero.
 pub const DEFAULT_PERIOD_US: u64 = 10_000;
 
+/// The boot block: the other way to choose a program, for loaders that
+/// cannot set registers.
+///
+/// QEMU's `-kernel` enters an ELF with `x0` = 0, but its generic loader
+/// device can put 8-byte values anywhere in guest RAM before the first
+/// instruction (`-device loader,addr=A,data=V,data-len=8`, little-endian).
+/// So a host that cannot set `x0`-`x2` writes four words here instead:
+///
+/// | offset | value                                   |
+/// |--------|-----------------------------------------|
+/// | 0      | [`BOOT_BLOCK_MAGIC`]                    |
+/// | 8      | [`Program`] number (what `x0` would be) |
+/// | 16     | first argument (`x1`)                   |
+/// | 24     | second argument (`x2`)                  |
+///
+/// The firmware looks at the block only when `x0` is 0, and only believes
+/// it when the magic matches. The page lies above everything the firmware
+/// occupies (its linker script asserts that image, BSS and stack end below
+/// it) and below the benchmark's result buffer. QEMU loads no device tree
+/// into RAM for an ELF that starts at the bottom of RAM (it would overlap
+/// the image), so nothing else is written there either.
+pub mod block {
+    use crate::layout::{RAM_BASE, RAM_SIZE_DEFAULT};
+
+    /// Guest physical address of the boot block (16 MiB into RAM).
+    pub const ADDR: u64 = RAM_BASE + 0x0100_0000;
+    /// Bytes reserved for it: one page, of which 32 are used.
+    pub const SIZE: u64 = 0x1000;
+    /// Number of 64-bit words in the block.
+    pub const WORDS: usize = 4;
+    /// "uirqboot", little-endian: what word 0 holds in a valid block.
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"uirqboot");
+
+    /// The four words a loader writes to ask for `program` with `args`,
+    /// as (guest physical address, value) pairs.
+    pub const fn words(program: u64, args: [u64; 2]) -> [(u64, u64); WORDS] {
+        [
+            (ADDR, MAGIC),
+            (ADDR + 8, program),
+            (ADDR + 16, args[0]),
+            (ADDR + 24, args[1]),
+        ]
+    }
+
+    /// `(x0, x1, x2)` from the block's words, or `None` when the magic is
+    /// missing (nobody wrote a block).
+    pub const fn decode(words: [u64; WORDS]) -> Option<(u64, u64, u64)> {
+        if words[0] == MAGIC {
+            Some((words[1], words[2], words[3]))
+        } else {
+            None
+        }
+    }
+
+    const _: () = {
+        assert!(ADDR % SIZE == 0);
+        assert!(ADDR + SIZE <= RAM_BASE + RAM_SIZE_DEFAULT);
+        assert!(ADDR + SIZE <= crate::bench::RESULTS_ADDR);
+    };
+}
+
+/// The boot block's magic, [`block::MAGIC`].
+pub use block::MAGIC as BOOT_BLOCK_MAGIC;
+
+/// (program, command-line name, summary), in number order.
+const TABLE: [(Program, &str, &str); 15] = [
+    (
+        Program::Timer,
+        "timer",
+        "periodic virtual-timer interrupts through the GIC, with latencies",
+    ),
+    (
+        Program::Spin,
+        "spin",
+        "spins forever with interrupts masked (tests the VMM timeout)",
+    ),
+    (
+        Program::Fault,
+        "fault",
+        "takes an unexpected exception, which must be reported",
+    ),
+    (
+        Program::Bench,
+        "bench",
+        "interrupt latency benchmark (used by `cargo xtask bench-latency`)",
+    ),
+    (
+        Program::OneShot,
+        "oneshot",
+        "scenario: one-shot virtual timer, exactly one interrupt",
+    ),
+    (
+        Program::PhysTimer,
+        "ptimer",
+        "scenario: EL1 physical timer through PPI 30",
+    ),
+    (Program::PmrMask, "pmr", "scenario: masking by GICC_PMR"),
+    (
+        Program::Preemption,
+        "preempt",
+        "scenario: a higher-priority interrupt preempts a handler",
+    ),
+    (
+        Program::EoiModeSplit,
+        "eoimode",
+        "scenario: EOImode = 1, EOIR drops priority, DIR deactivates",
+    ),
+    (
+        Program::LevelRetrigger,
+        "level",
+        "scenario: a level interrupt still asserted at EOI is taken again",
+    ),
+    (
+        Program::SgiSelf,
+        "sgi",
+        "scenario: SGIs to self with source CPU ids",
+    ),
+    (
+        Program::SpiState,
+        "spi-state",
+        "scenario: software pending/active set and clear on SPIs",
+    ),
+    (
+        Program::Disabled,
+        "disabled",
+        "scenario: disabled distributor or CPU interface signals nothing",
+    ),
+    (
+        Program::Spurious,
+        "spurious",
+        "scenario: acknowledge with nothing pending returns 1023",
+    ),
+    (
+        Program::RegisterRules,
+        "regs",
+        "scenario: register read-back rules",
+    ),
+];
+
 impl Program {
     /// Every program, in number order.
-    pub const ALL: [Program; 3] = [Program::Timer, Program::Spin, Program::Fault];
+    pub const ALL: [Program; TABLE.len()] = {
+        let mut all = [Program::Timer; TABLE.len()];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    /// The GIC scenarios: programs that check one behaviour each and report
+    /// pass or fail.
+    pub fn scenarios() -> impl Iterator<Item = Program> {
+        Self::ALL.into_iter().filter(|p| p.number() >= 16)
+    }
 
     /// The program numbered `n`; 0 means the default, [`Program::Timer`].
     pub const fn from_number(n: u64) -> Option<Self> {
-        match n {
-            0 | 1 => Some(Program::Timer),
-            2 => Some(Program::Spin),
-            3 => Some(Program::Fault),
-            _ => None,
+        if n == 0 {
+            return Some(Program::Timer);
         }
+        let mut i = 0;
+        while i < TABLE.len() {
+            if TABLE[i].0 as u64 == n {
+                return Some(TABLE[i].0);
+            }
+            i += 1;
+        }
+        None
     }
 
     /// The number the VMM puts in `x0`.
@@ -55,13 +245,21 @@ impl Program {
         self as u64
     }
 
+    const fn entry(self) -> (Program, &'static str, &'static str) {
+        let mut i = 0;
+        while i < TABLE.len() {
+            if TABLE[i].0 as u64 == self as u64 {
+                return TABLE[i];
+            }
+            i += 1;
+        }
+        // Every variant is in TABLE; a unit test checks it.
+        (self, "?", "?")
+    }
+
     /// The name used on the VMM's command line.
     pub const fn name(self) -> &'static str {
-        match self {
-            Program::Timer => "timer",
-            Program::Spin => "spin",
-            Program::Fault => "fault",
-        }
+        self.entry().1
     }
 
     /// The program called `name` on the command line.
@@ -71,11 +269,7 @@ impl Program {
 
     /// One line saying what the program does, for `--help` texts.
     pub const fn summary(self) -> &'static str {
-        match self {
-            Program::Timer => "periodic virtual-timer interrupts through the GIC, with latencies",
-            Program::Spin => "spins forever with interrupts masked (tests the VMM timeout)",
-            Program::Fault => "takes an unexpected exception, which must be reported",
-        }
+        self.entry().2
     }
 }
 
@@ -92,5 +286,31 @@ mod tests {
         assert_eq!(Program::from_number(0), Some(Program::Timer));
         assert_eq!(Program::from_number(99), None);
         assert_eq!(Program::from_name("nope"), None);
+    }
+
+    #[test]
+    fn boot_block_round_trips_and_needs_its_magic() {
+        let words = block::words(Program::SgiSelf.number(), [7, 9]);
+        assert_eq!(words[0], (block::ADDR, BOOT_BLOCK_MAGIC));
+        let values = words.map(|(_, v)| v);
+        assert_eq!(block::decode(values), Some((22, 7, 9)));
+        assert_eq!(block::decode([0; block::WORDS]), None);
+        assert_eq!(&BOOT_BLOCK_MAGIC.to_le_bytes(), b"uirqboot");
+    }
+
+    #[test]
+    fn table_is_complete_sorted_and_unique() {
+        let mut last = 0;
+        for p in Program::ALL {
+            assert!(p.number() > last, "{p:?} out of order");
+            last = p.number();
+            assert_ne!(p.name(), "?");
+            assert_eq!(
+                Program::ALL.iter().filter(|q| q.name() == p.name()).count(),
+                1
+            );
+        }
+        assert_eq!(Program::scenarios().count(), 11);
+        assert!(Program::scenarios().all(|p| p.summary().starts_with("scenario: ")));
     }
 }

@@ -10,8 +10,10 @@
 //! - [`boot`]: how the VMM tells the firmware which program to run.
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.
+//! - [`bench`]: the latency benchmark's result buffer and phase markers.
 #![no_std]
 
+pub mod bench;
 pub mod boot;
 pub mod exit;
 pub mod gicv2;

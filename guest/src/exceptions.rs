@@ -175,9 +175,16 @@ __irq_save_call_restore:
 /// The Rust half of the IRQ entry. `entry_ticks` is `CNTVCT_EL0` as read by
 /// the vector's second instruction.
 ///
-/// Only the timer program unmasks IRQs, so it handles them all.
+/// Only the timer, bench and scenario programs unmask IRQs; the bench
+/// program and the scenarios say when they are the one running.
 extern "C" fn irq(entry_ticks: u64) {
-    programs::timer::on_irq(entry_ticks);
+    if programs::bench::is_running() {
+        programs::bench::on_irq(entry_ticks);
+    } else if programs::scenarios::is_running() {
+        programs::scenarios::on_irq(entry_ticks);
+    } else {
+        programs::timer::on_irq(entry_ticks);
+    }
 }
 
 /// What each of the 16 vector entries is for, by index.

@@ -10,6 +10,8 @@
 //! - [`drivers::pl011`]: the PL011 UART, for output.
 //! - [`stats`]: lock-free recording in an interrupt handler, min/median/max.
 //! - [`report`]: the timer program's verdict and its summary line.
+//! - [`drivers::marker`], [`bench`]: the latency benchmark's phase marker,
+//!   argument and sample checks, and result-buffer writer.
 //! - [`esr`]: decoding the syndrome of an unexpected exception.
 #![cfg_attr(not(test), no_std)]
 
@@ -18,10 +20,12 @@ pub mod drivers {
     //! tock-registers, and reached through one `unsafe fn new(base)`; every
     //! method after that is safe.
     pub mod gicv2;
+    pub mod marker;
     pub mod mmio;
     pub mod pl011;
     pub mod timer;
 }
+pub mod bench;
 pub mod esr;
 pub mod report;
 pub mod stats;

@@ -55,15 +55,49 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
         }
     }
 
+    // Under QEMU's `-kernel`, x0 is 0: the program may then be in the boot
+    // block that QEMU's loader device wrote into RAM (`uirq_abi::boot::block`).
+    let (x0, x1, x2) = if x0 == 0 {
+        boot_block().unwrap_or((x0, x1, x2))
+    } else {
+        (x0, x1, x2)
+    };
+
     match Program::from_number(x0) {
         Some(Program::Timer) => programs::timer::run(x1, x2),
         Some(Program::Spin) => programs::spin::run(),
         Some(Program::Fault) => programs::fault::run(),
+        Some(Program::Bench) => programs::bench::run(x1, x2),
+        // Every other program is a GIC scenario.
+        Some(scenario) => programs::scenarios::run(scenario),
         None => {
             println!("uirq-guest: unknown program number {x0} in x0 (x1 = {x1:#x}, x2 = {x2:#x})");
             psci::system_off(Status::BadBootArgs)
         }
     }
+}
+
+/// `(x0, x1, x2)` from the boot block, if a loader wrote one.
+#[cfg(target_os = "none")]
+fn boot_block() -> Option<(u64, u64, u64)> {
+    use uirq_abi::boot::block;
+
+    let words: [u64; block::WORDS] = core::array::from_fn(|i| {
+        let address = (block::ADDR as usize) + 8 * i;
+        // SAFETY: the boot block page is guest RAM reserved for it (the
+        // linker script asserts that the image, BSS and stack end below it),
+        // 8-byte aligned, and nothing in the firmware refers to it. A
+        // volatile read, because a loader, not this program, wrote it.
+        unsafe { core::ptr::read_volatile(address as *const u64) }
+    });
+    let found = block::decode(words);
+    if let Some((program, x1, x2)) = found {
+        println!(
+            "uirq-guest: boot block at {:#x}: program {program}, x1 = {x1:#x}, x2 = {x2:#x}",
+            block::ADDR
+        );
+    }
+    found
 }
 
 /// A panic prints its message and powers off with [`Status::Panic`].

@@ -2,14 +2,17 @@
 //!
 //! The split follows what can be tested where:
 //!
+//! - [`bench`](mod@bench) decodes the benchmark's result buffer and computes
+//!   statistics.
 //! - [`bus`], [`devices`] and [`memory`] are plain Rust with no KVM in them.
 //!   They build and are unit-tested on any machine, and they are what a
 //!   hostile guest talks to, so they are also property-tested and fuzzed.
-//! - [`kvm`] (aarch64 only) is the glue to the kernel: it creates the VM
+//! - `kvm` (aarch64 only) is the glue to the kernel: it creates the VM
 //!   without a vGIC, runs the vCPU, and turns exits into calls on the bus and
 //!   on the GIC model.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod bus;
 pub mod devices;
 #[cfg(target_arch = "aarch64")]

@@ -32,6 +32,19 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_PERIOD_US, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     period_us: u64,
 
+    /// Samples per measurement for the `bench` program.
+    #[arg(long, default_value_t = uirq_abi::bench::DEFAULT_SAMPLES, value_parser = clap::value_parser!(u64).range(1..=uirq_abi::bench::MAX_SAMPLES))]
+    samples: u64,
+
+    /// Discarded warm-up samples per measurement for the `bench` program.
+    #[arg(long, default_value_t = uirq_abi::bench::DEFAULT_WARMUP, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    warmup: u64,
+
+    /// Interrupt controller: `user` (this VMM's GICv2 model) or `kernel`
+    /// (KVM's in-kernel vGICv2, for comparison).
+    #[arg(long, default_value = "user", value_parser = parse_irqchip)]
+    irqchip: IrqchipArg,
+
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     ram_mib: u64,
@@ -50,6 +63,21 @@ fn parse_program(name: &str) -> Result<Program, String> {
         let names: Vec<_> = Program::ALL.iter().map(|p| p.name()).collect();
         format!("unknown program (known: {})", names.join(", "))
     })
+}
+
+/// `--irqchip` values (the KVM type only exists on aarch64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IrqchipArg {
+    User,
+    Kernel,
+}
+
+fn parse_irqchip(s: &str) -> Result<IrqchipArg, String> {
+    match s {
+        "user" => Ok(IrqchipArg::User),
+        "kernel" => Ok(IrqchipArg::Kernel),
+        _ => Err("expected `user` or `kernel`".into()),
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -131,16 +159,28 @@ fn chain(err: &anyhow::Error) -> String {
 #[cfg(target_arch = "aarch64")]
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
     use uirq_abi::exit::{Status, VMM_GUEST_ABNORMAL, VMM_TIMEOUT};
-    use uirq_host::kvm::{self, Outcome, VmConfig};
+    use uirq_host::kvm::{self, Irqchip, Outcome, VmConfig};
 
     let image = uirq_host::memory::read_image(&args.image)?;
+    let bench = args.program == Program::Bench;
+    let boot_args = match args.program {
+        Program::Timer => [args.program.number(), args.ticks, args.period_us],
+        Program::Bench => [args.program.number(), args.samples, args.warmup],
+        other => [other.number(), 0, 0],
+    };
+    let irqchip = match args.irqchip {
+        IrqchipArg::User => Irqchip::User,
+        IrqchipArg::Kernel => Irqchip::Kernel,
+    };
     let config = VmConfig {
+        irqchip,
         image,
         ram_size: args.ram_mib << 20,
-        boot_args: [args.program.number(), args.ticks, args.period_us],
+        boot_args,
         console: Box::new(std::io::stdout()),
     };
-    let (outcome, stats) = kvm::run(config, args.timeout)?;
+    let report = kvm::run(config, args.timeout, bench)?;
+    let (outcome, stats) = (report.outcome, report.stats);
     tracing::info!(
         exits = stats.exits,
         mmio_reads = stats.mmio_reads,
@@ -151,6 +191,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         irq_line_calls = stats.irq_line_calls,
         "vcpu0 statistics"
     );
+    if bench && outcome == (Outcome::PoweredOff { status: 0 }) {
+        bench_report(irqchip.name(), &report)?;
+    }
     Ok(match outcome {
         Outcome::PoweredOff { status } => match Status::from_number(status) {
             Some(Status::Success) => ExitCode::SUCCESS,
@@ -182,6 +225,57 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(VMM_GUEST_ABNORMAL as u8)
         }
     })
+}
+
+/// Prints the benchmark's figures: a short table for people, and one
+/// `@@bench {json}` line for `cargo xtask bench-latency`.
+#[cfg(target_arch = "aarch64")]
+fn bench_report(irqchip: &'static str, report: &uirq_host::kvm::RunReport) -> anyhow::Result<()> {
+    use uirq_abi::bench::Phase;
+    use uirq_host::bench::{self, ExitsPerSample};
+
+    let bytes = report
+        .results
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("the benchmark result buffer could not be read"))?;
+    let results = bench::decode(bytes)?;
+    let n = results.header.samples;
+    let exits = |p: Phase| {
+        let s = &report.phase_stats[p as usize];
+        let other = s.exits - s.level_reports - s.mmio_reads - s.mmio_writes;
+        ExitsPerSample::from_counts(s.level_reports, s.mmio_reads, s.mmio_writes, other, n)
+    };
+    let out = bench::Report {
+        irqchip,
+        cntfrq_hz: results.header.cntfrq,
+        samples: n,
+        warmup: results.header.warmup,
+        guest_anomalies: results.header.anomalies,
+        timebase: report.timebase.clone(),
+        vcpus: 1,
+        results: bench::measurements(
+            &results,
+            [exits(Phase::Vtimer), exits(Phase::Sgi), exits(Phase::Mmio)],
+        ),
+        stages: if report.timeline.is_empty() {
+            Vec::new()
+        } else {
+            bench::stages(&results.vtimer, &report.timeline, results.header.cntfrq)
+        },
+        vmm_rss_kib: report.vmm_rss_kib,
+    };
+    println!(
+        "bench ({irqchip} irqchip, {n} samples, CNTFRQ {} Hz):",
+        out.cntfrq_hz
+    );
+    for m in &out.results {
+        println!(
+            "  {:<7} p50 {:>10.0} ns  p99 {:>10.0} ns  exits/sample {:.2}",
+            m.measurement, m.summary.p50_ns, m.summary.p99_ns, m.exits_per_sample.total
+        );
+    }
+    println!("@@bench {}", serde_json::to_string(&out)?);
+    Ok(())
 }
 
 #[cfg(not(target_arch = "aarch64"))]

@@ -49,7 +49,7 @@ pub fn batch<'a>(cell: &'a OnceLock<Batch>, label: &str, jobs: &[&[&str]]) -> &'
             .map(|j| j.iter().map(|s| s.to_string()).collect())
             .collect();
         let artifacts = artifacts()?;
-        xtask::jobs::run(&artifacts, &jobs, label, false, BATCH_WALL_TIMEOUT)
+        xtask::jobs::run(&artifacts, &jobs, label, None, BATCH_WALL_TIMEOUT)
     })
 }
 

@@ -21,9 +21,12 @@ pub fn all() -> Result<Artifacts> {
         LINUX_TARGET,
         "--package",
         "uirq-host",
+        "--package",
+        "uirq-l1-init",
+        // Name both binaries: a `--bin` filter applies to every package.
         "--bin",
         "uirq-vmm",
-        "--package",
+        "--bin",
         "uirq-l1-init",
     ]))?;
     let bin_dir = project::target_dir().join(LINUX_TARGET).join("release");

@@ -37,13 +37,13 @@ pub struct JobResult {
 
 /// Runs every job with the VMM and firmware in `artifacts`.
 ///
-/// `stream` echoes console output live. `wall_timeout` bounds the whole
+/// `stream` is given each console line as it arrives. `wall_timeout` bounds the whole
 /// batch (for a native run, each job).
 pub fn run(
     artifacts: &Artifacts,
     jobs: &[Vec<String>],
     label: &str,
-    stream: bool,
+    stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
 ) -> Result<(Environment, Vec<JobResult>)> {
     if is_native_kvm_host() {
@@ -82,7 +82,7 @@ pub fn run(
 fn run_native(
     artifacts: &Artifacts,
     args: &[String],
-    stream: bool,
+    stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
 ) -> Result<JobResult> {
     let mut child = Command::new(&artifacts.vmm)
@@ -133,8 +133,8 @@ fn run_native(
         }
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
-                if stream {
-                    println!("{line}");
+                if let Some(show) = stream {
+                    show(&line);
                 }
                 console.push_str(&line);
                 console.push('\n');

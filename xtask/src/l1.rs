@@ -277,13 +277,13 @@ pub struct JobOutput {
 
 /// Boots L1 once, runs `jobs` in it and returns their outputs in order.
 ///
-/// `stream` prints each job's console lines as they arrive. The whole boot
+/// `stream` is given each job's console lines as they arrive. The whole boot
 /// is bounded by `wall_timeout`: QEMU is killed when it passes.
 pub fn run_jobs(
     artifacts: &Artifacts,
     jobs: &[Vec<String>],
     label: &str,
-    stream: bool,
+    stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
 ) -> Result<(Versions, Vec<JobOutput>)> {
     let qemu_version = ensure_qemu()?;
@@ -388,8 +388,8 @@ pub fn run_jobs(
                 Line::InitError(msg) => init_error = Some(msg.to_string()),
                 _ => match current {
                     Some(n) => {
-                        if stream {
-                            println!("{line}");
+                        if let Some(show) = stream {
+                            show(&line);
                         }
                         outputs[n].console.push_str(&line);
                         outputs[n].console.push('\n');

@@ -137,3 +137,95 @@ register_type!(
     /// A register the driver only writes.
     WriteOnly, read: no, write: yes
 );
+
+/// A register frame reached by offset, for the few accesses a typed
+/// register map is right to forbid: writing a register the map declares
+/// read-only, or touching an offset it leaves reserved. Programs that check
+/// a GIC's read-only and RAZ/WI rules need exactly that; drivers never do.
+///
+/// Every access is still one `ldr`/`str` (or `ldrb`/`strb`) of the natural
+/// size, through [`MmioInt`]. An offset outside the frame, or misaligned
+/// for the access size, is refused with `None` / `false` and never reaches
+/// the bus.
+#[derive(Clone, Copy, Debug)]
+pub struct RawFrame {
+    base: usize,
+    size: usize,
+}
+
+impl RawFrame {
+    /// The `size`-byte frame at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the address of a device register frame of at least
+    /// `size` bytes (or memory standing in for one), 4-byte aligned and
+    /// present for the rest of the program, which no Rust reference treats
+    /// as ordinary memory.
+    pub const unsafe fn new(base: usize, size: usize) -> Self {
+        Self { base, size }
+    }
+
+    fn address<T>(&self, offset: usize) -> Option<usize> {
+        let width = core::mem::size_of::<T>();
+        (offset % width == 0 && offset.checked_add(width)? <= self.size).then(|| self.base + offset)
+    }
+
+    /// The 32-bit word at `offset`.
+    pub fn read32(&self, offset: usize) -> Option<u32> {
+        let address = self.address::<u32>(offset)?;
+        // SAFETY: inside the frame `new`'s caller vouched for, and aligned.
+        Some(unsafe { u32::load(address as *const u32) })
+    }
+
+    /// Writes the 32-bit word at `offset`; false if refused.
+    pub fn write32(&self, offset: usize, value: u32) -> bool {
+        let Some(address) = self.address::<u32>(offset) else {
+            return false;
+        };
+        // SAFETY: inside the frame `new`'s caller vouched for, and aligned.
+        unsafe { u32::store(address as *mut u32, value) };
+        true
+    }
+
+    /// The byte at `offset`.
+    pub fn read8(&self, offset: usize) -> Option<u8> {
+        let address = self.address::<u8>(offset)?;
+        // SAFETY: inside the frame `new`'s caller vouched for.
+        Some(unsafe { u8::load(address as *const u8) })
+    }
+
+    /// Writes the byte at `offset`; false if refused.
+    pub fn write8(&self, offset: usize, value: u8) -> bool {
+        let Some(address) = self.address::<u8>(offset) else {
+            return false;
+        };
+        // SAFETY: inside the frame `new`'s caller vouched for.
+        unsafe { u8::store(address as *mut u8, value) };
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_mmio::FakeMmio;
+
+    #[test]
+    fn raw_frame_accesses_inside_and_refuses_outside() {
+        let fake = FakeMmio::<4>::new();
+        // SAFETY: 16 bytes of leaked, aligned host memory.
+        let frame = unsafe { RawFrame::new(fake.base(), 16) };
+        assert!(frame.write32(4, 0x1122_3344));
+        assert_eq!(fake.word(4), 0x1122_3344);
+        assert!(frame.write8(5, 0xAB));
+        assert_eq!(fake.word(4), 0x1122_AB44, "one byte, little-endian");
+        assert_eq!(frame.read8(7), Some(0x11));
+        assert_eq!(frame.read32(4), Some(0x1122_AB44));
+        assert_eq!(frame.read32(2), None, "misaligned");
+        assert_eq!(frame.read32(16), None, "past the end");
+        assert_eq!(frame.read8(16), None);
+        assert!(!frame.write32(14, 0));
+        assert!(!frame.write8(usize::MAX, 0));
+    }
+}

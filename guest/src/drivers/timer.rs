@@ -29,7 +29,10 @@ use core::num::NonZeroU64;
 
 use aarch64_cpu::{
     asm::barrier,
-    registers::{Readable, Writeable, CNTFRQ_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0},
+    registers::{
+        Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTVCT_EL0,
+        CNTV_CTL_EL0, CNTV_CVAL_EL0, CNTV_TVAL_EL0,
+    },
 };
 
 /// Nanoseconds in a second.
@@ -119,11 +122,70 @@ impl VirtualTimer {
         barrier::isb(barrier::SY);
     }
 
+    /// Arms the timer through its *down-counter* view: writing
+    /// `CNTV_TVAL_EL0` = `ticks` sets `CNTV_CVAL_EL0` to the current count
+    /// plus `ticks` in one step (TVAL is a signed 32-bit view of
+    /// `CVAL - CNTVCT`), then enables it. Returns the deadline the hardware
+    /// computed.
+    pub fn arm_in(&self, ticks: u32) -> u64 {
+        CNTV_TVAL_EL0.set(u64::from(ticks));
+        CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+        barrier::isb(barrier::SY);
+        self.deadline()
+    }
+
     /// Whether the timer is enabled and its condition is met
     /// (`ISTATUS`, which ignores `IMASK` and is UNKNOWN while disabled).
     pub fn is_firing(&self) -> bool {
         let ctl = CNTV_CTL_EL0.extract();
         ctl.is_set(CNTV_CTL_EL0::ENABLE) && ctl.is_set(CNTV_CTL_EL0::ISTATUS)
+    }
+}
+
+/// The EL1 physical timer: the same comparator as [`VirtualTimer`], but
+/// against the physical count `CNTPCT_EL0` (no hypervisor offset), through
+/// `CNTP_CTL_EL0` and `CNTP_CVAL_EL0`, wired to PPI 14, interrupt id 30
+/// (`uirq_abi::gicv2::PTIMER`).
+///
+/// Under KVM the guest's accesses to these registers are trapped and
+/// emulated (the hardware physical timer belongs to the host), and KVM
+/// reports the emulated timer's output level to a userspace irqchip next to
+/// the virtual timer's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PhysicalTimer;
+
+impl PhysicalTimer {
+    /// The current physical count, `CNTPCT_EL0`, after an ISB (see
+    /// [`VirtualTimer::now`]).
+    pub fn now(&self) -> u64 {
+        barrier::isb(barrier::SY);
+        CNTPCT_EL0.get()
+    }
+
+    /// The deadline the timer is set to, `CNTP_CVAL_EL0`.
+    pub fn deadline(&self) -> u64 {
+        CNTP_CVAL_EL0.get()
+    }
+
+    /// Arms the timer `ticks` from now; returns the deadline.
+    pub fn arm_after(&self, ticks: u64) -> u64 {
+        let deadline = self.now().saturating_add(ticks);
+        CNTP_CVAL_EL0.set(deadline);
+        CNTP_CTL_EL0.write(CNTP_CTL_EL0::ENABLE::SET + CNTP_CTL_EL0::IMASK::CLEAR);
+        barrier::isb(barrier::SY);
+        deadline
+    }
+
+    /// Turns the timer off, which lowers its interrupt line.
+    pub fn disable(&self) {
+        CNTP_CTL_EL0.set(0);
+        barrier::isb(barrier::SY);
+    }
+
+    /// Whether the timer is enabled and its condition is met.
+    pub fn is_firing(&self) -> bool {
+        let ctl = CNTP_CTL_EL0.extract();
+        ctl.is_set(CNTP_CTL_EL0::ENABLE) && ctl.is_set(CNTP_CTL_EL0::ISTATUS)
     }
 }
 

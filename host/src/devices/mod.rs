@@ -1,4 +1,5 @@
 //! Device models the guest reaches through the MMIO bus.
 
 pub mod gicv2;
+pub mod marker;
 pub mod pl011;

@@ -16,8 +16,10 @@
 //! [`vcpu`] is the run loop that does both around each exit; [`kick`] gets
 //! a vCPU out of `KVM_RUN` from another thread (used for `--timeout`).
 
+pub mod clock;
 pub mod kick;
 pub mod vcpu;
+pub mod vgic;
 pub mod vm;
 
 use thiserror::Error;
@@ -65,17 +67,48 @@ use std::time::Duration;
 
 use vmm_sys_util::signal::Killable;
 
-pub use vcpu::{Outcome, Stats};
-pub use vm::VmConfig;
+pub use vcpu::{Outcome, Stats, PHASES};
+pub use vm::{Irqchip, VmConfig};
+
+use crate::bench::IrqTimeline;
+
+/// Everything a run produced.
+pub struct RunReport {
+    /// How the guest's run ended.
+    pub outcome: Outcome,
+    /// Exits and ioctls, in total.
+    pub stats: Stats,
+    /// The same, by benchmark phase (`uirq_abi::bench::Phase` as index).
+    pub phase_stats: [Stats; PHASES],
+    /// The VMM's timeline of the benchmark's virtual-timer interrupts.
+    pub timeline: Vec<IrqTimeline>,
+    /// How the VMM's clock was put on the guest's timebase.
+    pub timebase: String,
+    /// The benchmark's result buffer, copied out of guest RAM (bench runs).
+    pub results: Option<Vec<u8>>,
+    /// The VMM's resident memory apart from guest RAM, in KiB, measured at
+    /// the end of the run.
+    pub vmm_rss_kib: Option<u64>,
+}
 
 /// Creates the VM described by `config` and runs it to the end.
 ///
 /// The vCPU runs on a thread of its own; this thread waits for it. If
 /// `timeout` passes first, the vCPU thread is told to stop and kicked out of
 /// `KVM_RUN`, and the outcome is [`Outcome::Stopped`].
-pub fn run(config: VmConfig, timeout: Option<Duration>) -> Result<(Outcome, Stats), KvmError> {
+///
+/// With `bench`, the loop records its timeline of the benchmark's timer
+/// interrupts and the result buffer is copied out of guest RAM at the end.
+pub fn run(
+    config: VmConfig,
+    timeout: Option<Duration>,
+    bench: bool,
+) -> Result<RunReport, KvmError> {
     let kvm = vm::open_kvm()?;
     let vm = vm::create(&kvm, config)?;
+    if bench {
+        announce_marker(&vm.ram)?;
+    }
     kick::install_handler()
         .map_err(|e| KvmError::Thread(format!("cannot install the kick signal handler: {e}")))?;
 
@@ -86,13 +119,23 @@ pub fn run(config: VmConfig, timeout: Option<Duration>) -> Result<(Outcome, Stat
         .name("vcpu0".into())
         .spawn(move || {
             let mut vm = vm;
-            let mut run_loop =
-                vcpu::VcpuLoop::new(0, &mut vm.vcpu, &vm.fd, &vm.bus, vm.gic.clone());
+            let mut run_loop = vcpu::VcpuLoop::new(&mut vm, bench);
             let result = run_loop.run(&thread_stop);
-            let stats = run_loop.stats;
+            let (stats, phase_stats) = (run_loop.stats, run_loop.phase_stats);
+            let timeline = std::mem::take(&mut run_loop.timeline);
+            let results = bench.then(|| read_results(&vm.ram)).flatten();
+            let report = result.map(|outcome| RunReport {
+                outcome,
+                stats,
+                phase_stats,
+                timeline,
+                timebase: vm.timebase.clone(),
+                results,
+                vmm_rss_kib: rss_apart_from(&vm.ram),
+            });
             // The receiver only goes away if the waiting thread panicked.
             let _ = done_tx.send(());
-            result.map(|outcome| (outcome, stats))
+            report
         })
         .map_err(|e| KvmError::Thread(e.to_string()))?;
 
@@ -113,4 +156,64 @@ pub fn run(config: VmConfig, timeout: Option<Duration>) -> Result<(Outcome, Stat
     handle
         .join()
         .map_err(|_| KvmError::Thread("the vCPU thread panicked".into()))?
+}
+
+/// Tells the firmware that this VMM has the benchmark's phase-marker
+/// register, by leaving `HOST_MAGIC` in the result buffer's magic word
+/// (`uirq_abi::bench`).
+fn announce_marker(ram: &crate::memory::GuestRam) -> Result<(), KvmError> {
+    use uirq_abi::bench::{HOST_MAGIC, RESULTS_ADDR};
+    use vm_memory::{Bytes, GuestAddress};
+    ram.write_slice(&HOST_MAGIC.to_le_bytes(), GuestAddress(RESULTS_ADDR))
+        .map_err(|e| KvmError::Memory(e.into()))
+}
+
+/// Copies the benchmark's result buffer out of guest RAM.
+fn read_results(ram: &crate::memory::GuestRam) -> Option<Vec<u8>> {
+    use uirq_abi::bench::{RESULTS_ADDR, RESULTS_SIZE};
+    use vm_memory::{Bytes, GuestAddress};
+    let mut buf = vec![0u8; RESULTS_SIZE as usize];
+    match ram.read_slice(&mut buf, GuestAddress(RESULTS_ADDR)) {
+        Ok(()) => Some(buf),
+        Err(e) => {
+            tracing::warn!("cannot read the benchmark result buffer: {e}");
+            None
+        }
+    }
+}
+
+/// The process's resident set minus the resident part of guest RAM, in
+/// KiB, from /proc/self/smaps (the mapping that starts at guest RAM's host
+/// address) and /proc/self/status (VmRSS).
+fn rss_apart_from(ram: &crate::memory::GuestRam) -> Option<u64> {
+    use vm_memory::{GuestAddress, GuestMemoryBackend};
+    let host = ram
+        .get_host_address(GuestAddress(uirq_abi::layout::RAM_BASE))
+        .ok()? as usize;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let total = kib_field(&status, "VmRSS:")?;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut in_ram = false;
+    let mut ram_rss = 0;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((start, _)) = range.split_once('-') {
+                if start.chars().all(|c| c.is_ascii_hexdigit()) && !start.is_empty() {
+                    in_ram = usize::from_str_radix(start, 16).ok() == Some(host);
+                    continue;
+                }
+            }
+        }
+        if in_ram && line.starts_with("Rss:") {
+            ram_rss = kib_field(line, "Rss:")?;
+        }
+    }
+    Some(total.saturating_sub(ram_rss))
+}
+
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }

@@ -18,7 +18,7 @@
 //!    ever calls it for its vCPU (cross-thread calls lose interrupts on
 //!    current kernels).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
@@ -29,10 +29,14 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
 
+use uirq_abi::bench::{Phase, MARKER_BASE, MARKER_SIZE};
 use uirq_abi::exit::STATUS_REGISTER;
-use uirq_abi::gicv2::{PTIMER, VTIMER};
+use uirq_abi::gicv2::{gicc, PTIMER, VTIMER};
+use uirq_abi::layout::GICC_BASE;
 
-use super::{ioctl, kick, KvmError};
+use super::vm::{Irqchip, Vm};
+use super::{clock, ioctl, kick, KvmError};
+use crate::bench::IrqTimeline;
 use crate::bus::{lock, Access, Bus};
 use crate::devices::gicv2::Gicv2;
 
@@ -66,6 +70,8 @@ pub struct Stats {
     pub mmio_unclaimed: u64,
     /// EINTR returns (a timer level report or a kick).
     pub interrupted: u64,
+    /// EINTR returns that carried a timer level change.
+    pub level_reports: u64,
     /// Timer level changes forwarded to the GIC model.
     pub level_changes: u64,
     /// `KVM_IRQ_LINE` calls made.
@@ -140,6 +146,9 @@ enum Exit {
     Unexpected(String),
 }
 
+/// Number of benchmark phases (`uirq_abi::bench::Phase`).
+pub const PHASES: usize = 5;
+
 /// The run loop of vCPU `index`.
 pub struct VcpuLoop<'a> {
     index: usize,
@@ -147,34 +156,61 @@ pub struct VcpuLoop<'a> {
     vm: &'a VmFd,
     bus: &'a Bus,
     gic: Arc<Mutex<Gicv2>>,
+    irqchip: Irqchip,
+    phase: Arc<AtomicU32>,
+    timebase_offset: i64,
     timer_levels: u64,
     irq_line: bool,
     fiq_line: bool,
     /// What happened so far.
     pub stats: Stats,
+    /// The same, split by the benchmark phase that was current at each exit.
+    pub phase_stats: [Stats; PHASES],
+    /// With `record_timeline`: the VMM's view of each virtual-timer
+    /// interrupt of the benchmark's vtimer phase.
+    pub timeline: Vec<IrqTimeline>,
+    record_timeline: bool,
+    current: Option<IrqTimeline>,
+    finish_current: bool,
+    t_return: u64,
 }
 
 impl<'a> VcpuLoop<'a> {
-    /// A loop for `vcpu` (index `index`) serving MMIO from `bus` and
-    /// interrupts from `gic`.
-    pub fn new(
-        index: usize,
-        vcpu: &'a mut VcpuFd,
-        vm: &'a VmFd,
-        bus: &'a Bus,
-        gic: Arc<Mutex<Gicv2>>,
-    ) -> Self {
+    /// A loop for vCPU 0 of `vm`. With `record_timeline`, the loop
+    /// timestamps each virtual-timer interrupt of the benchmark's vtimer
+    /// phase (user irqchip only).
+    pub fn new(vm: &'a mut Vm, record_timeline: bool) -> Self {
         Self {
-            index,
-            vcpu,
-            vm,
-            bus,
-            gic,
+            index: 0,
+            vcpu: &mut vm.vcpu,
+            vm: &vm.fd,
+            bus: &vm.bus,
+            gic: vm.gic.clone(),
+            irqchip: vm.irqchip,
+            phase: vm.phase.clone(),
+            timebase_offset: vm.timebase_offset,
             timer_levels: 0,
             irq_line: false,
             fiq_line: false,
             stats: Stats::default(),
+            phase_stats: [Stats::default(); PHASES],
+            timeline: Vec::new(),
+            record_timeline: record_timeline && vm.irqchip == Irqchip::User,
+            current: None,
+            finish_current: false,
+            t_return: 0,
         }
+    }
+
+    /// The VMM's clock on the guest's timebase.
+    fn now(&self) -> u64 {
+        clock::now().wrapping_add(self.timebase_offset as u64)
+    }
+
+    /// Applies `f` to the total and to the current phase's counters.
+    fn count(&mut self, phase: usize, f: impl Fn(&mut Stats)) {
+        f(&mut self.stats);
+        f(&mut self.phase_stats[phase]);
     }
 
     /// Runs the guest until it powers off, resets or crashes, or until
@@ -191,27 +227,75 @@ impl<'a> VcpuLoop<'a> {
             if stop.load(Ordering::Acquire) {
                 return Ok(Outcome::Stopped);
             }
+            self.account_vmm_time();
             let exit = self.enter()?;
-            self.stats.exits += 1;
+            self.t_return = self.now();
             // A kick may have set immediate_exit; it is consumed now.
             self.vcpu.set_kvm_immediate_exit(0);
+            // Exits are counted against the benchmark phase that was current
+            // when they happened; the marker writes themselves go to Idle, so
+            // a measurement's counts hold only its own samples' exits.
+            let phase = match exit {
+                Exit::MmioWrite { addr, .. }
+                    if (MARKER_BASE..MARKER_BASE + MARKER_SIZE).contains(&addr) =>
+                {
+                    Phase::Idle as usize
+                }
+                _ => (self.phase.load(Ordering::Acquire) as usize).min(PHASES - 1),
+            };
+            self.count(phase, |s| s.exits += 1);
 
-            self.sync_timer_levels();
+            let level_changed = self.irqchip == Irqchip::User && self.sync_timer_levels(phase);
+            if let Some(c) = self.current.as_mut() {
+                c.exits += 1;
+            }
             match exit {
-                Exit::MmioRead { addr, len } => self.mmio_read(addr, len),
+                Exit::MmioRead { addr, len } => self.mmio_read(phase, addr, len),
                 Exit::MmioWrite { addr, data, len } => {
-                    self.stats.mmio_writes += 1;
+                    self.count(phase, |s| s.mmio_writes += 1);
+                    if addr == GICC_BASE + gicc::EOIR {
+                        let t = self.now();
+                        if let Some(c) = self.current.as_mut() {
+                            c.eoi = t;
+                            self.finish_current = true;
+                        }
+                    }
                     if self.bus.write(self.index, addr, &data[..len]) == Access::Unclaimed {
-                        self.stats.mmio_unclaimed += 1;
+                        self.count(phase, |s| s.mmio_unclaimed += 1);
                     }
                 }
-                Exit::Interrupted => self.stats.interrupted += 1,
+                Exit::Interrupted => {
+                    self.count(phase, |s| s.interrupted += 1);
+                    if level_changed {
+                        self.count(phase, |s| s.level_reports += 1);
+                    }
+                }
                 Exit::SystemEvent(kind) => return self.system_event(kind),
                 Exit::Unexpected(what) => {
                     tracing::warn!(vcpu = self.index, exit = %what, "unexpected exit from KVM_RUN, resuming");
                 }
             }
-            self.update_cpu_lines()?;
+            if self.irqchip == Irqchip::User {
+                self.update_cpu_lines()?;
+            }
+        }
+    }
+
+    /// Charges the time since `KVM_RUN` last returned to the interrupt being
+    /// timed, and files it once its EOI has been served.
+    fn account_vmm_time(&mut self) {
+        if self.current.is_none() {
+            return;
+        }
+        let t = self.now();
+        if let Some(c) = self.current.as_mut() {
+            c.vmm_ticks += t.wrapping_sub(self.t_return);
+        }
+        if self.finish_current {
+            self.finish_current = false;
+            if let Some(c) = self.current.take() {
+                self.timeline.push(c);
+            }
         }
     }
 
@@ -249,8 +333,9 @@ impl<'a> VcpuLoop<'a> {
     }
 
     /// Reads the timer output levels KVM left in `kvm_run` and forwards the
-    /// ones that changed to the GIC model as PPI levels.
-    fn sync_timer_levels(&mut self) {
+    /// ones that changed to the GIC model as PPI levels. Returns whether any
+    /// changed.
+    fn sync_timer_levels(&mut self, phase: usize) -> bool {
         let run = self.vcpu.get_kvm_run();
         // SAFETY: `s` is a union of `kvm_sync_regs` and padding; on arm64 the
         // kernel writes `regs.device_irq_level` on every return from
@@ -259,27 +344,46 @@ impl<'a> VcpuLoop<'a> {
         let levels = unsafe { run.s.regs.device_irq_level };
         let changed = levels ^ self.timer_levels;
         if changed == 0 {
-            return;
+            return false;
         }
         self.timer_levels = levels;
-        let mut gic = lock(&self.gic);
+        let vtimer = u64::from(KVM_ARM_DEV_EL1_VTIMER);
+        if self.record_timeline
+            && phase == Phase::Vtimer as usize
+            && changed & levels & vtimer != 0
+            && self.current.is_none()
+        {
+            self.current = Some(IrqTimeline {
+                level_seen: self.t_return,
+                ..IrqTimeline::default()
+            });
+        }
+        let gic = self.gic.clone();
+        let mut gic = lock(&gic);
         for (bit, ppi) in [
             (KVM_ARM_DEV_EL1_VTIMER, VTIMER),
             (KVM_ARM_DEV_EL1_PTIMER, PTIMER),
         ] {
             let bit = u64::from(bit);
             if changed & bit != 0 {
-                self.stats.level_changes += 1;
+                self.count(phase, |s| s.level_changes += 1);
                 gic.set_ppi_level(self.index, ppi, levels & bit != 0);
             }
         }
+        true
     }
 
-    fn mmio_read(&mut self, addr: u64, len: usize) {
-        self.stats.mmio_reads += 1;
+    fn mmio_read(&mut self, phase: usize, addr: u64, len: usize) {
+        self.count(phase, |s| s.mmio_reads += 1);
+        if addr == GICC_BASE + gicc::IAR {
+            let t = self.now();
+            if let Some(c) = self.current.as_mut() {
+                c.iar = t;
+            }
+        }
         let mut data = [0u8; 8];
         if self.bus.read(self.index, addr, &mut data[..len]) == Access::Unclaimed {
-            self.stats.mmio_unclaimed += 1;
+            self.count(phase, |s| s.mmio_unclaimed += 1);
         }
         let run = self.vcpu.get_kvm_run();
         // SAFETY: this return from KVM_RUN was KVM_EXIT_MMIO, so `mmio` is
@@ -310,9 +414,19 @@ impl<'a> VcpuLoop<'a> {
             (gic.irq_line(self.index), gic.fiq_line(self.index))
         };
         if irq != self.irq_line {
+            let t = self.now();
+            if let Some(c) = self.current.as_mut() {
+                if irq && c.irq_line == 0 {
+                    c.irq_line = t;
+                }
+            }
             self.vm
                 .set_irq_line(cpu_irq_field(self.index, false), irq)
                 .map_err(ioctl("KVM_IRQ_LINE"))?;
+            let done = self.now();
+            if let Some(c) = self.current.as_mut() {
+                c.irq_line_ticks += done.wrapping_sub(t);
+            }
             self.irq_line = irq;
             self.stats.irq_line_calls += 1;
         }

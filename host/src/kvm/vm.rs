@@ -1,14 +1,18 @@
 //! Creating the VM: KVM handle, capability checks, guest RAM, devices, vCPU.
 
 use std::io::Write;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_USER_IRQ,
+    kvm_arm_counter_offset, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2,
+    KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET, KVM_REG_ARM64, KVM_REG_SIZE_U64,
 };
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{DeviceFd, Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::ioctl::ioctl_with_ref;
 
+use uirq_abi::bench::{MARKER_BASE, MARKER_SIZE};
 use uirq_abi::layout::{
     GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE,
 };
@@ -16,11 +20,36 @@ use uirq_abi::layout::{
 use super::{ioctl, KvmError};
 use crate::bus::Bus;
 use crate::devices::gicv2::{CpuInterfaceFrame, DistributorFrame, GicConfig, Gicv2};
+use crate::devices::marker::Marker;
 use crate::devices::pl011::Pl011;
 use crate::memory::{self, GuestRam};
 
+/// Which interrupt controller serves the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irqchip {
+    /// The project's GICv2 model in this process (no vGIC in the kernel).
+    User,
+    /// KVM's in-kernel vGICv2 (the baseline for comparisons).
+    Kernel,
+}
+
+impl Irqchip {
+    /// `user` or `kernel`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Irqchip::User => "user",
+            Irqchip::Kernel => "kernel",
+        }
+    }
+}
+
+/// SPIs the GIC offers (either irqchip): one block of 32.
+const NUM_SPIS: u32 = 32;
+
 /// What the VM is made of.
 pub struct VmConfig {
+    /// Which interrupt controller to use.
+    pub irqchip: Irqchip,
     /// The flat firmware image, loaded at RAM base.
     pub image: Vec<u8>,
     /// Guest RAM size in bytes.
@@ -43,6 +72,83 @@ pub struct Vm {
     pub gic: Arc<Mutex<Gicv2>>,
     /// Guest RAM; kept alive as long as KVM maps it.
     pub ram: GuestRam,
+    /// The benchmark phase the firmware last announced.
+    pub phase: Arc<AtomicU32>,
+    /// Which interrupt controller serves the guest.
+    pub irqchip: Irqchip,
+    /// The in-kernel vGIC, when `irqchip` is `Kernel`.
+    pub vgic: Option<DeviceFd>,
+    /// Add this to the VMM's counter to get the guest's (0 when KVM let the
+    /// VMM zero the guest's counter offset).
+    pub timebase_offset: i64,
+    /// How the timebases were aligned, for reports.
+    pub timebase: String,
+}
+
+// KVM_ARM_SET_COUNTER_OFFSET (Documentation/virt/kvm/api.rst, 4.138):
+// _IOW(KVMIO, 0xb5, struct kvm_arm_counter_offset). kvm-ioctls has no
+// wrapper for it.
+mod ioctl_numbers {
+    #![allow(missing_docs)]
+    use kvm_bindings::{kvm_arm_counter_offset, KVMIO};
+    use vmm_sys_util::ioctl_iow_nr;
+
+    ioctl_iow_nr!(
+        KVM_ARM_SET_COUNTER_OFFSET,
+        KVMIO,
+        0xb5,
+        kvm_arm_counter_offset
+    );
+}
+use ioctl_numbers::KVM_ARM_SET_COUNTER_OFFSET;
+
+/// The ONE_REG id of the guest's virtual count (CNTVCT_EL0), which KVM
+/// names KVM_REG_ARM_TIMER_CNT = ARM64_SYS_REG(3, 3, 14, 3, 2) (its op2/CRm
+/// are famously swapped with CVAL's; arch/arm64/include/uapi/asm/kvm.h).
+const KVM_REG_ARM_TIMER_CNT: u64 = KVM_REG_ARM64
+    | KVM_REG_SIZE_U64
+    | (0x0013 << 16)
+    | (3 << 14)
+    | (3 << 11)
+    | (14 << 7)
+    | (3 << 3)
+    | 2;
+
+/// Puts the guest's counter on the VMM's timebase: zero the VM's counter
+/// offset where KVM offers it (before any vCPU runs), so guest CNTVCT_EL0
+/// equals the host count the VMM reads. Returns a description.
+fn zero_counter_offset(kvm: &Kvm, fd: &VmFd) -> Option<String> {
+    if kvm.check_extension_raw(KVM_CAP_COUNTER_OFFSET.into()) <= 0 {
+        return None;
+    }
+    let arg = kvm_arm_counter_offset {
+        counter_offset: 0,
+        reserved: 0,
+    };
+    // SAFETY: the ioctl reads a kvm_arm_counter_offset from the pointer,
+    // which is valid for the duration of the call.
+    let rc = unsafe { ioctl_with_ref(fd, KVM_ARM_SET_COUNTER_OFFSET(), &arg) };
+    (rc == 0).then(|| "guest counter offset set to 0 (KVM_ARM_SET_COUNTER_OFFSET)".to_string())
+}
+
+/// Without KVM_ARM_SET_COUNTER_OFFSET: estimate the offset by reading the
+/// guest's count between two reads of the VMM's clock.
+fn measure_counter_offset(vcpu: &VcpuFd) -> Result<(i64, String), KvmError> {
+    let mut bytes = [0u8; 8];
+    let before = super::clock::now();
+    vcpu.get_one_reg(KVM_REG_ARM_TIMER_CNT, &mut bytes)
+        .map_err(ioctl("KVM_GET_ONE_REG (guest counter)"))?;
+    let after = super::clock::now();
+    let guest = u64::from_le_bytes(bytes);
+    let mid = before + (after - before) / 2;
+    let offset = guest.wrapping_sub(mid) as i64;
+    Ok((
+        offset,
+        format!(
+            "offset measured with KVM_GET_ONE_REG (uncertainty {} ticks)",
+            (after - before) / 2
+        ),
+    ))
 }
 
 /// Opens `/dev/kvm` and checks that the kernel supports a userspace irqchip.
@@ -58,6 +164,7 @@ pub fn open_kvm() -> Result<Kvm, KvmError> {
 /// initialised with PSCI 0.2 and the boot registers set.
 pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     let fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+    let zeroed = zero_counter_offset(kvm, &fd);
 
     let ram = memory::create_ram(config.ram_size)?;
     let entry = memory::load_image(&ram, config.ram_size, &config.image)?;
@@ -82,31 +189,29 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         Some(GuestAddress(RAM_BASE))
     );
 
-    // No KVM_CREATE_DEVICE for a vGIC: that is what puts the irqchip in
-    // userspace. The GIC model answers the two GIC frames instead.
+    // With the userspace irqchip there is no KVM_CREATE_DEVICE for a vGIC:
+    // that is what puts the irqchip in userspace. The GIC model answers the
+    // two GIC frames instead.
     let gic = Arc::new(Mutex::new(Gicv2::new(GicConfig {
         num_cpus: 1,
-        num_spis: 32,
+        num_spis: NUM_SPIS,
     })?));
     let mut bus = Bus::new();
-    bus.insert(
-        "gicd",
-        GICD_BASE,
-        GICD_SIZE,
-        Arc::new(Mutex::new(DistributorFrame(gic.clone()))),
-    )?;
-    bus.insert(
-        "gicc",
-        GICC_BASE,
-        GICC_SIZE,
-        Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone()))),
-    )?;
-    bus.insert(
-        "uart",
-        UART_BASE,
-        UART_SIZE,
-        Arc::new(Mutex::new(Pl011::new(config.console))),
-    )?;
+    let vgic = match config.irqchip {
+        Irqchip::User => {
+            let dist = Arc::new(Mutex::new(DistributorFrame(gic.clone())));
+            let cpu = Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone())));
+            bus.insert("gicd", GICD_BASE, GICD_SIZE, dist)?;
+            bus.insert("gicc", GICC_BASE, GICC_SIZE, cpu)?;
+            None
+        }
+        Irqchip::Kernel => Some(super::vgic::create(&fd, 32 + NUM_SPIS)?),
+    };
+    let uart = Arc::new(Mutex::new(Pl011::new(config.console)));
+    bus.insert("uart", UART_BASE, UART_SIZE, uart)?;
+    let phase = Arc::new(AtomicU32::new(0));
+    let marker = Arc::new(Mutex::new(Marker::new(phase.clone())));
+    bus.insert("bench-marker", MARKER_BASE, MARKER_SIZE, marker)?;
 
     let vcpu = fd.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
     let mut init = kvm_vcpu_init::default();
@@ -116,6 +221,13 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     // KVM_EXIT_SYSTEM_EVENT for the VMM.
     init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
     vcpu.vcpu_init(&init).map_err(ioctl("KVM_ARM_VCPU_INIT"))?;
+    if let Some(dev) = &vgic {
+        super::vgic::init(dev)?;
+    }
+    let (timebase_offset, timebase) = match zeroed {
+        Some(how) => (0, how),
+        None => measure_counter_offset(&vcpu)?,
+    };
 
     // KVM_ARM_VCPU_INIT leaves the vCPU at EL1h with DAIF masked and the MMU
     // off; only the PC and the boot arguments need setting.
@@ -130,5 +242,10 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         bus,
         gic,
         ram,
+        phase,
+        irqchip: config.irqchip,
+        vgic,
+        timebase_offset,
+        timebase,
     })
 }

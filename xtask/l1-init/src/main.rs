@@ -5,7 +5,7 @@
 //! from an initramfs holding this program, the VMM, the firmware image and a
 //! `/jobs` file. This program is that Linux's first process. It:
 //!
-//! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears);
+//! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
 //! 2. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
 //!    with the console as its stdout and stderr, framing each run with marker
 //!    lines that xtask parses ([`MARK`]);
@@ -27,9 +27,11 @@ fn main() {
         power_off();
     }));
 
-    if let Err(e) = mount_devtmpfs() {
-        println!("{MARK} init-error cannot mount devtmpfs on /dev: {e}");
-        power_off();
+    for (fstype, dir) in [("devtmpfs", "/dev"), ("proc", "/proc")] {
+        if let Err(e) = mount(fstype, dir) {
+            println!("{MARK} init-error cannot mount {fstype} on {dir}: {e}");
+            power_off();
+        }
     }
     println!("{MARK} kernel {}", kernel_release());
 
@@ -53,12 +55,14 @@ fn main() {
     power_off();
 }
 
-fn mount_devtmpfs() -> std::io::Result<()> {
-    std::fs::create_dir_all("/dev")?;
-    let source = CString::new("devtmpfs").unwrap_or_default();
-    let target = CString::new("/dev").unwrap_or_default();
+/// Mounts a kernel filesystem (`devtmpfs` for /dev/kvm, `proc` for the
+/// VMM's memory report) on `dir`.
+fn mount(fstype: &str, dir: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let source = CString::new(fstype).unwrap_or_default();
+    let target = CString::new(dir).unwrap_or_default();
     // SAFETY: all pointers are valid NUL-terminated strings that outlive the
-    // call; a null `data` is allowed for devtmpfs.
+    // call; a null `data` is allowed for both filesystems.
     let rc = unsafe {
         libc::mount(
             source.as_ptr(),

@@ -16,13 +16,14 @@
 //! 2. write that same value to `EOIR` once the device has been dealt with:
 //!    the running priority drops and the interrupt becomes inactive (4.4.5).
 
-use crate::drivers::mmio::{ReadOnly, ReadWrite, WriteOnly};
+use crate::drivers::mmio::{RawFrame, ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{
-    interfaces::{Readable, Writeable},
+    interfaces::{ReadWriteable, Readable, Writeable},
     register_bitfields, register_structs,
 };
 
 use super::{IntId, IntKind, Priority, LOWEST_PRIORITY};
+use uirq_abi::layout::GICC_SIZE;
 
 register_bitfields! {
     u32,
@@ -67,7 +68,7 @@ register_bitfields! {
         InterruptID OFFSET(0) NUMBITS(10) []
     ],
 
-    /// CPU Interface Identification Register (4.4.15).
+    /// CPU Interface Identification Register (4.4.14).
     pub IIDR [
         /// Product identifier.
         ProductID OFFSET(20) NUMBITS(12) [],
@@ -107,7 +108,7 @@ register_structs! {
         (0x00F0 => _reserved1),
         (0x00FC => IIDR: ReadOnly<u32, IIDR::Register>),
         (0x0100 => _reserved2),
-        /// Deactivate, for EOImode = 1 (not used by this driver).
+        /// Deactivate, for EOImode = 1 ([`Gicc::deactivate`]).
         (0x1000 => DIR: WriteOnly<u32, IAR::Register>),
         (0x1004 => @END),
     }
@@ -133,12 +134,33 @@ impl Acknowledged {
         self.id
     }
 
+    /// The whole value `GICC_IAR` returned (id and, for an SGI, source).
+    pub fn iar(&self) -> u32 {
+        self.iar
+    }
+
     /// For an SGI, the CPU interface that sent it (`IAR.CPUID`).
     pub fn source_cpu(&self) -> Option<u32> {
         match self.id.kind() {
             IntKind::Sgi => Some(IAR::CPUID.read(self.iar)),
             IntKind::Ppi | IntKind::Spi => None,
         }
+    }
+}
+
+/// An interrupt whose priority has been dropped (`GICC_EOIR` with
+/// `GICC_CTLR.EOImode` = 1) but that is still active until
+/// [`Gicc::deactivate`] writes `GICC_DIR` (3.2.1, 4.4.15).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dropped {
+    iar: u32,
+    id: IntId,
+}
+
+impl Dropped {
+    /// The interrupt that is still active.
+    pub fn id(&self) -> IntId {
+        self.id
     }
 }
 
@@ -219,6 +241,73 @@ impl Gicc {
         self.regs.EOIR.set(interrupt.iar);
     }
 
+    /// Reads `GICC_IAR`: `Ok` with the acknowledged interrupt, or `Err`
+    /// with the special id the GIC answered instead (1023: nothing to
+    /// acknowledge; 1022: only a Group 1 interrupt is pending, 3.2.5).
+    pub fn acknowledge_or_special(&self) -> Result<Acknowledged, u32> {
+        let iar = self.regs.IAR.get();
+        let raw = IAR::InterruptID.read(iar);
+        match IntId::new(raw) {
+            Some(id) => Ok(Acknowledged { iar, id }),
+            None => Err(raw),
+        }
+    }
+
+    /// With `GICC_CTLR.EOImode` = 1: writes `GICC_EOIR`, which only drops
+    /// the running priority; the interrupt stays active (so it cannot be
+    /// taken again) until [`Gicc::deactivate`] (3.2.1, 4.4.5).
+    pub fn drop_priority(&self, interrupt: Acknowledged) -> Dropped {
+        self.regs.EOIR.set(interrupt.iar);
+        Dropped {
+            iar: interrupt.iar,
+            id: interrupt.id,
+        }
+    }
+
+    /// With `GICC_CTLR.EOImode` = 1: writes `GICC_DIR`, which deactivates
+    /// an interrupt whose priority was dropped (4.4.15).
+    pub fn deactivate(&self, interrupt: Dropped) {
+        self.regs.DIR.set(interrupt.iar);
+    }
+
+    /// Selects how an interrupt ends (`GICC_CTLR.EOImode`, 4.4.1):
+    /// `false`, `GICC_EOIR` drops priority and deactivates; `true`,
+    /// `GICC_EOIR` only drops priority and `GICC_DIR` deactivates.
+    pub fn set_split_eoi(&self, split: bool) {
+        self.regs.CTLR.modify(CTLR::EOImode.val(split.into()));
+    }
+
+    /// Turns signalling to the core on or off (`GICC_CTLR.Enable`, 4.4.1).
+    pub fn set_enabled(&self, on: bool) {
+        self.regs.CTLR.modify(CTLR::Enable.val(on.into()));
+    }
+
+    /// Sets the priority mask (`GICC_PMR`, 4.4.2): only interrupts with a
+    /// priority value *lower* than `mask` are signalled.
+    pub fn set_priority_mask(&self, mask: Priority) {
+        self.regs.PMR.write(PMR::Priority.val(mask.into()));
+    }
+
+    /// `GICC_HPPIR` (4.4.7): the id (and, for an SGI, the source CPU in
+    /// bits [12:10]) of the highest-priority pending interrupt, without
+    /// acknowledging it; 1023 when there is none to report.
+    pub fn highest_pending(&self) -> u32 {
+        self.regs.HPPIR.get()
+    }
+
+    /// The whole frame by offset, for checking the rules the typed map
+    /// cannot express (writes to read-only registers).
+    pub fn raw(&self) -> RawFrame {
+        // SAFETY: `new`'s caller promised a live CPU interface frame at this
+        // address, and a GICv2 CPU interface frame is GICC_SIZE bytes.
+        unsafe {
+            RawFrame::new(
+                self.regs as *const RegisterBlock as usize,
+                GICC_SIZE as usize,
+            )
+        }
+    }
+
     /// The running priority (`GICC_RPR`): 0xFF when no interrupt is active.
     pub fn running_priority(&self) -> Priority {
         // The field is 8 bits wide, so the conversion cannot truncate.
@@ -230,7 +319,7 @@ impl Gicc {
         self.regs.PMR.read(PMR::Priority) as Priority
     }
 
-    /// The CPU interface's identification, `GICC_IIDR` (4.4.15).
+    /// The CPU interface's identification, `GICC_IIDR` (4.4.14).
     pub fn iidr(&self) -> GiccIidr {
         let iidr = self.regs.IIDR.extract();
         GiccIidr {
@@ -316,12 +405,46 @@ mod tests {
     }
 
     #[test]
+    fn split_eoi_writes_eoir_then_dir_with_the_iar_value() {
+        let fake = Fake::new();
+        let iar = (1 << 10) | 3;
+        fake.set_word(gicc::IAR, iar);
+        let gicc = gicc(&fake);
+        let ack = gicc.acknowledge_or_special().unwrap();
+        assert_eq!(ack.iar(), iar);
+        let dropped = gicc.drop_priority(ack);
+        assert_eq!(fake.word(gicc::EOIR), iar);
+        assert_eq!(fake.word(gicc::DIR), 0, "not deactivated yet");
+        assert_eq!(dropped.id(), IntId::sgi(3).unwrap());
+        gicc.deactivate(dropped);
+        assert_eq!(fake.word(gicc::DIR), iar);
+    }
+
+    #[test]
+    fn control_bits_mask_and_hppir() {
+        let fake = Fake::new();
+        let gicc = gicc(&fake);
+        gicc.set_enabled(true);
+        gicc.set_split_eoi(true);
+        assert_eq!(fake.word(gicc::CTLR), 1 | 1 << 9);
+        gicc.set_enabled(false);
+        assert_eq!(fake.word(gicc::CTLR), 1 << 9);
+        gicc.set_priority_mask(0x80);
+        assert_eq!(fake.word(gicc::PMR), 0x80);
+        fake.set_word(gicc::HPPIR, 0x42A);
+        assert_eq!(gicc.highest_pending(), 0x42A);
+        assert_eq!(gicc.raw().read32(gicc::HPPIR as usize), Some(0x42A));
+        assert_eq!(gicc.raw().read32(0x2000), None, "outside the 8 KiB frame");
+    }
+
+    #[test]
     fn special_ids_are_not_interrupts() {
         for special in [1020, 1021, 1022, SPURIOUS] {
             let fake = Fake::new();
             fake.set_word(gicc::IAR, special);
             fake.set_word(gicc::EOIR, 0xDEAD);
             assert_eq!(gicc(&fake).acknowledge(), None);
+            assert_eq!(gicc(&fake).acknowledge_or_special(), Err(special));
             assert_eq!(fake.word(gicc::EOIR), 0xDEAD, "nothing to end");
         }
     }

@@ -12,14 +12,17 @@
 //! interrupt is a single write of one bit, never a read-modify-write, and
 //! cannot disturb its 31 neighbours (4.3.5, 4.3.6).
 
-use crate::drivers::mmio::{ReadOnly, ReadWrite, WriteOnly};
+use crate::drivers::mmio::{RawFrame, ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{
-    interfaces::{Readable, Writeable},
+    interfaces::{ReadWriteable, Readable, Writeable},
     register_bitfields, register_structs,
 };
 
-use super::{IntId, Priority, DEFAULT_PRIORITY};
-use uirq_abi::gicv2::{MAX_INTID, SPI_BASE};
+use super::{IntId, IntKind, Priority, DEFAULT_PRIORITY};
+use uirq_abi::{
+    gicv2::{MAX_INTID, SPI_BASE},
+    layout::GICD_SIZE,
+};
 
 register_bitfields! {
     u32,
@@ -157,6 +160,27 @@ pub struct GicdIidr {
     pub revision: u32,
 }
 
+/// Which CPU interfaces an SGI goes to (`GICD_SGIR.TargetListFilter`,
+/// 4.3.15, Table 4-21).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgiTarget {
+    /// The CPU interfaces whose bits are set (bit n = CPU interface n).
+    List(u8),
+    /// Every CPU interface except the one that writes `GICD_SGIR`.
+    AllOthers,
+    /// Only the CPU interface that writes `GICD_SGIR`.
+    Myself,
+}
+
+/// How an interrupt's input is sensed (`GICD_ICFGR`, 4.3.13).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Pending while the input is asserted (the generic timer, most SPIs).
+    Level,
+    /// Pending from a rising edge until acknowledged (always, for SGIs).
+    Edge,
+}
+
 /// The GICv2 distributor.
 pub struct Gicd {
     regs: &'static RegisterBlock,
@@ -191,6 +215,12 @@ impl Gicd {
             interrupt_count: (32 * (it_lines_number + 1)).min(MAX_INTID + 1),
             security_extensions: typer.is_set(TYPER::SecurityExtn),
         }
+    }
+
+    /// `GICD_TYPER` as it reads, undecoded: a single distributor read with
+    /// no side effect, which the latency benchmark times.
+    pub fn typer_raw(&self) -> u32 {
+        self.regs.TYPER.get()
     }
 
     /// The implementer's identification, `GICD_IIDR` (4.3.3).
@@ -298,6 +328,175 @@ impl Gicd {
     /// read as zero).
     pub fn priority(&self, id: IntId) -> Priority {
         self.regs.IPRIORITYR[id.raw() as usize].get()
+    }
+
+    /// Sends SGI `sgi` to the calling CPU only: one `GICD_SGIR` write with
+    /// `TargetListFilter` = 0b10, "the requesting CPU" (4.3.15), so the
+    /// target list is ignored and no CPU id needs to be known.
+    ///
+    /// Returns `false`, and writes nothing, when `sgi` is not an SGI (0-15).
+    pub fn send_sgi_to_self(&self, sgi: IntId) -> bool {
+        if sgi.kind() != IntKind::Sgi {
+            return false;
+        }
+        self.regs
+            .SGIR
+            .write(SGIR::TargetListFilter::Myself + SGIR::SGIINTID.val(sgi.raw()));
+        true
+    }
+}
+
+impl Gicd {
+    /// Turns forwarding to the CPU interfaces on or off (`GICD_CTLR`,
+    /// 4.3.1). While off, interrupts still become pending, but none reaches
+    /// a CPU interface.
+    pub fn set_forwarding(&self, on: bool) {
+        self.regs.CTLR.modify(CTLR::Enable.val(on.into()));
+    }
+
+    /// Whether the distributor forwards interrupts (`GICD_CTLR.Enable`).
+    pub fn is_forwarding(&self) -> bool {
+        self.regs.CTLR.is_set(CTLR::Enable)
+    }
+
+    /// Makes `id` pending by software (`GICD_ISPENDRn`, 4.3.7): for a PPI or
+    /// SPI exactly as if its input had fired. SGIs are made pending with
+    /// [`Gicd::send_sgi`] or [`Gicd::set_sgi_pending_sources`] instead; their
+    /// `ISPENDR` bits ignore writes in GICv2.
+    pub fn set_pending(&self, id: IntId) {
+        let (word, mask) = Self::bit(id);
+        self.regs.ISPENDR[word].set(mask);
+    }
+
+    /// Clears the pending state of `id` (`GICD_ICPENDRn`, 4.3.8). A
+    /// level-sensitive interrupt whose input is still asserted stays
+    /// pending.
+    pub fn clear_pending(&self, id: IntId) {
+        let (word, mask) = Self::bit(id);
+        self.regs.ICPENDR[word].set(mask);
+    }
+
+    /// Makes `id` active by software (`GICD_ISACTIVERn`, 4.3.9), as a
+    /// hypervisor or a state restore would. An active interrupt is not
+    /// forwarded again until it is deactivated.
+    pub fn set_active(&self, id: IntId) {
+        let (word, mask) = Self::bit(id);
+        self.regs.ISACTIVER[word].set(mask);
+    }
+
+    /// Deactivates `id` by software (`GICD_ICACTIVERn`, 4.3.10).
+    pub fn clear_active(&self, id: IntId) {
+        let (word, mask) = Self::bit(id);
+        self.regs.ICACTIVER[word].set(mask);
+    }
+
+    /// Whether `id` is active (`GICD_ISACTIVERn` reads the active state).
+    pub fn is_active(&self, id: IntId) -> bool {
+        let (word, mask) = Self::bit(id);
+        self.regs.ISACTIVER[word].get() & mask != 0
+    }
+
+    /// Raises SGI `sgi` at the CPU interfaces `target` names
+    /// (`GICD_SGIR`, 4.3.15). Each target sees it with the writer's CPU
+    /// number in `GICC_IAR.CPUID`. Returns `false`, and writes nothing,
+    /// when `sgi` is not an SGI.
+    pub fn send_sgi(&self, target: SgiTarget, sgi: IntId) -> bool {
+        if sgi.kind() != IntKind::Sgi {
+            return false;
+        }
+        let (filter, list) = match target {
+            SgiTarget::List(list) => (SGIR::TargetListFilter::List, list),
+            SgiTarget::AllOthers => (SGIR::TargetListFilter::AllOthers, 0),
+            SgiTarget::Myself => (SGIR::TargetListFilter::Myself, 0),
+        };
+        self.regs
+            .SGIR
+            .write(filter + SGIR::CPUTargetList.val(list.into()) + SGIR::SGIINTID.val(sgi.raw()));
+        true
+    }
+
+    /// Which source CPUs have SGI `sgi` pending at this CPU, one bit each
+    /// (`GICD_SPENDSGIRn`, one byte per SGI, 4.3.17). 0 for a non-SGI.
+    pub fn sgi_pending_sources(&self, sgi: IntId) -> u8 {
+        match sgi.kind() {
+            IntKind::Sgi => self.regs.SPENDSGIR[sgi.raw() as usize].get(),
+            IntKind::Ppi | IntKind::Spi => 0,
+        }
+    }
+
+    /// Makes SGI `sgi` pending at this CPU as if sent by each CPU in
+    /// `sources` (a single byte write to `GICD_SPENDSGIRn`, 4.3.17).
+    pub fn set_sgi_pending_sources(&self, sgi: IntId, sources: u8) {
+        if sgi.kind() == IntKind::Sgi {
+            self.regs.SPENDSGIR[sgi.raw() as usize].set(sources);
+        }
+    }
+
+    /// Clears SGI `sgi`'s pending state from each CPU in `sources`
+    /// (a single byte write to `GICD_CPENDSGIRn`, 4.3.16).
+    pub fn clear_sgi_pending_sources(&self, sgi: IntId, sources: u8) {
+        if sgi.kind() == IntKind::Sgi {
+            self.regs.CPENDSGIR[sgi.raw() as usize].set(sources);
+        }
+    }
+
+    /// Word index and bit shift of `id`'s two-bit field in `GICD_ICFGR`;
+    /// bit 1 of the field is the one that matters (1 = edge).
+    fn config_field(id: IntId) -> (usize, u32) {
+        let raw = id.raw();
+        ((raw / 16) as usize, 2 * (raw % 16) + 1)
+    }
+
+    /// How `id` is sensed (`GICD_ICFGRn`, 4.3.13).
+    pub fn trigger(&self, id: IntId) -> Trigger {
+        let (word, shift) = Self::config_field(id);
+        if self.regs.ICFGR[word].get() & (1 << shift) != 0 {
+            Trigger::Edge
+        } else {
+            Trigger::Level
+        }
+    }
+
+    /// Configures `id` as level-sensitive or edge-triggered. `ICFGR` is not
+    /// byte-accessible, so this is a read-modify-write of the word, which
+    /// leaves the fifteen neighbours as they were. Change an interrupt's
+    /// configuration only while it is disabled (4.3.13). SGI fields are
+    /// read-only, and whether PPI fields can change is IMPLEMENTATION
+    /// DEFINED.
+    pub fn set_trigger(&self, id: IntId, trigger: Trigger) {
+        let (word, shift) = Self::config_field(id);
+        let config = &self.regs.ICFGR[word];
+        let old = config.get();
+        config.set(match trigger {
+            Trigger::Edge => old | 1 << shift,
+            Trigger::Level => old & !(1 << shift),
+        });
+    }
+
+    /// `id`'s target CPUs (`GICD_ITARGETSRn`, one byte per interrupt,
+    /// 4.3.12). RAZ on a uniprocessor GIC; for SGIs and PPIs, the reading
+    /// CPU's own bit.
+    pub fn targets(&self, id: IntId) -> u8 {
+        self.regs.ITARGETSR[id.raw() as usize].get()
+    }
+
+    /// Routes SPI `id` to the CPU interfaces in `targets` (a single byte
+    /// write). Ignored by the GIC for SGIs, PPIs and on a uniprocessor.
+    pub fn set_targets(&self, id: IntId, targets: u8) {
+        self.regs.ITARGETSR[id.raw() as usize].set(targets);
+    }
+
+    /// The whole frame by offset, for checking the rules the typed map
+    /// cannot express (writes to read-only registers, reserved offsets).
+    pub fn raw(&self) -> RawFrame {
+        // SAFETY: `new`'s caller promised a live distributor frame at this
+        // address, and a GICv2 distributor frame is GICD_SIZE bytes.
+        unsafe {
+            RawFrame::new(
+                self.regs as *const RegisterBlock as usize,
+                GICD_SIZE as usize,
+            )
+        }
     }
 }
 
@@ -426,6 +625,115 @@ mod tests {
         assert_eq!(fake.word(gicd::ICENABLER + 4 * 31), 1 << 27);
         assert!(gicd.is_enabled(VTIMER));
         assert!(!gicd.is_pending(VTIMER));
+    }
+
+    #[test]
+    fn typer_raw_is_the_whole_register() {
+        let fake = Fake::new();
+        fake.set_word(gicd::TYPER, 0x0000_fce7);
+        assert_eq!(gicd(&fake).typer_raw(), 0x0000_fce7);
+    }
+
+    #[test]
+    fn sgi_to_self_uses_the_self_filter() {
+        let fake = Fake::new();
+        let gicd = gicd(&fake);
+        assert!(gicd.send_sgi_to_self(IntId::sgi(1).unwrap()));
+        assert_eq!(fake.word(gicd::SGIR), 0b10 << 24 | 1);
+        assert!(gicd.send_sgi_to_self(IntId::sgi(15).unwrap()));
+        assert_eq!(fake.word(gicd::SGIR), 0b10 << 24 | 15);
+        fake.set_word(gicd::SGIR, 0);
+        assert!(!gicd.send_sgi_to_self(VTIMER), "a PPI is not an SGI");
+        assert_eq!(fake.word(gicd::SGIR), 0, "nothing written");
+    }
+
+    #[test]
+    fn pending_and_active_are_single_write_one_bits() {
+        let fake = Fake::new();
+        let gicd = gicd(&fake);
+        let spi = IntId::spi(10).unwrap(); // id 42: word 1, bit 10
+        gicd.set_pending(spi);
+        assert_eq!(fake.word(gicd::ISPENDR + 4), 1 << 10);
+        gicd.clear_pending(spi);
+        assert_eq!(fake.word(gicd::ICPENDR + 4), 1 << 10);
+        gicd.set_active(spi);
+        assert_eq!(fake.word(gicd::ISACTIVER + 4), 1 << 10);
+        assert!(gicd.is_active(spi));
+        gicd.clear_active(spi);
+        assert_eq!(fake.word(gicd::ICACTIVER + 4), 1 << 10);
+        assert!(gicd.is_pending(spi), "the fake has no set/clear semantics");
+    }
+
+    #[test]
+    fn forwarding_toggles_only_the_enable_bit() {
+        let fake = Fake::new();
+        fake.set_word(gicd::CTLR, 0b10);
+        let gicd = gicd(&fake);
+        gicd.set_forwarding(true);
+        assert_eq!(fake.word(gicd::CTLR), 0b11);
+        assert!(gicd.is_forwarding());
+        gicd.set_forwarding(false);
+        assert_eq!(fake.word(gicd::CTLR), 0b10);
+        assert!(!gicd.is_forwarding());
+    }
+
+    #[test]
+    fn sgir_encodes_filter_targets_and_id() {
+        let fake = Fake::new();
+        let gicd = gicd(&fake);
+        let sgi = IntId::sgi(5).unwrap();
+        assert!(gicd.send_sgi(SgiTarget::Myself, sgi));
+        assert_eq!(fake.word(gicd::SGIR), 0b10 << 24 | 5);
+        assert!(gicd.send_sgi(SgiTarget::AllOthers, sgi));
+        assert_eq!(fake.word(gicd::SGIR), 0b01 << 24 | 5);
+        assert!(gicd.send_sgi(SgiTarget::List(0b101), IntId::sgi(15).unwrap()));
+        assert_eq!(fake.word(gicd::SGIR), 0b101 << 16 | 15);
+        fake.set_word(gicd::SGIR, 0xDEAD);
+        assert!(!gicd.send_sgi(SgiTarget::Myself, VTIMER));
+        assert_eq!(fake.word(gicd::SGIR), 0xDEAD, "a PPI is not an SGI");
+    }
+
+    #[test]
+    fn sgi_pending_sources_are_one_byte_each() {
+        let fake = Fake::new();
+        fake.set_word(gicd::SPENDSGIR + 4, 0x0300_0000); // SGI 7 from CPUs 0, 1
+        let gicd = gicd(&fake);
+        assert_eq!(gicd.sgi_pending_sources(IntId::sgi(7).unwrap()), 0b11);
+        gicd.set_sgi_pending_sources(IntId::sgi(2).unwrap(), 0b1);
+        assert_eq!(fake.word(gicd::SPENDSGIR), 0x0001_0000);
+        gicd.clear_sgi_pending_sources(IntId::sgi(13).unwrap(), 0b1);
+        assert_eq!(fake.word(gicd::CPENDSGIR + 12), 0x0000_0100);
+        gicd.set_sgi_pending_sources(VTIMER, 0xFF);
+        assert_eq!(gicd.sgi_pending_sources(VTIMER), 0);
+    }
+
+    #[test]
+    fn trigger_is_bit_one_of_a_two_bit_field() {
+        let fake = Fake::new();
+        fake.set_word(gicd::ICFGR + 8, 0x5555_5555); // ids 32-47, bits 0 only
+        let gicd = gicd(&fake);
+        let spi = IntId::spi(10).unwrap(); // id 42: word 2, field 10, bit 21
+        assert_eq!(gicd.trigger(spi), Trigger::Level);
+        gicd.set_trigger(spi, Trigger::Edge);
+        assert_eq!(fake.word(gicd::ICFGR + 8), 0x5555_5555 | 1 << 21);
+        assert_eq!(gicd.trigger(spi), Trigger::Edge);
+        gicd.set_trigger(spi, Trigger::Level);
+        assert_eq!(fake.word(gicd::ICFGR + 8), 0x5555_5555);
+    }
+
+    #[test]
+    fn targets_are_bytes_and_raw_reaches_the_whole_frame() {
+        let fake = Fake::new();
+        let gicd = gicd(&fake);
+        let spi = IntId::spi(1).unwrap(); // id 33
+        gicd.set_targets(spi, 0b10);
+        assert_eq!(fake.word(gicd::ITARGETSR + 32), 0x0000_0200);
+        assert_eq!(gicd.targets(spi), 0b10);
+        let raw = gicd.raw();
+        assert!(raw.write32(gicd::TYPER as usize, 7));
+        assert_eq!(fake.word(gicd::TYPER), 7);
+        assert_eq!(raw.read32(0xFFC), Some(0));
+        assert_eq!(raw.read32(0x1000), None, "outside the 4 KiB frame");
     }
 
     #[test]

@@ -57,8 +57,8 @@
 mod gicc;
 mod gicd;
 
-pub use gicc::{Acknowledged, Gicc, GiccIidr};
-pub use gicd::{Gicd, GicdIidr, GicdType};
+pub use gicc::{Acknowledged, Dropped, Gicc, GiccIidr};
+pub use gicd::{Gicd, GicdIidr, GicdType, SgiTarget, Trigger};
 pub use uirq_abi::gicv2::{IntId, IntKind};
 
 /// A GIC priority: 0 is the highest, 0xFF the lowest (3.3).

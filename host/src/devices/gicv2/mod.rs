@@ -53,11 +53,14 @@
 //! | `cpu_interface.rs` | GICC register decode, acknowledge, EOI, DIR |
 //! | `access.rs` | access-size rules (IHI 0048B 4.1.4) |
 //! | `mmio.rs` | [`DistributorFrame`], [`CpuInterfaceFrame`] |
+//! | `fuzzing.rs` | input decoder and invariant checks shared by the fuzz target and the corpus test |
 
 mod access;
 mod config;
 mod cpu_interface;
 mod distributor;
+#[doc(hidden)]
+pub mod fuzzing;
 mod mmio;
 mod priority;
 mod state;

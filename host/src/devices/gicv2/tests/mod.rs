@@ -3,6 +3,7 @@
 
 mod cpu_interface;
 mod distributor;
+mod fuzz_corpus;
 mod hostile;
 mod properties;
 mod sgi;

@@ -1,0 +1,23 @@
+//! The VMM's clock for the benchmark timeline: the same generic timer the
+//! guest reads.
+//!
+//! Linux lets userspace read CNTVCT_EL0 (CNTKCTL_EL1.EL0VCTEN). On a VHE
+//! host (the L1 kernel here, and every recent arm64 KVM host) the virtual
+//! offset does not apply to the host's own EL0 reads, so this is the
+//! physical count; a VM whose counter offset is zero (see
+//! [`super::vm::sync_timebase`]) reads the same count as CNTVCT_EL0. Host
+//! and guest timestamps can then be subtracted directly.
+
+/// The current counter value. The ISB keeps the read from being taken
+/// early, before the instructions that precede it (Arm ARM, "Reading the
+/// counter": reads of CNTVCT_EL0 can occur speculatively and out of order).
+#[inline]
+pub fn now() -> u64 {
+    let value: u64;
+    // SAFETY: reading CNTVCT_EL0 has no side effects and touches no memory;
+    // Linux enables EL0 access to the virtual counter on arm64.
+    unsafe {
+        core::arch::asm!("isb", "mrs {v}, cntvct_el0", v = out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}

@@ -1,0 +1,251 @@
+//! The independent check: the firmware on QEMU's own emulated GICv2.
+//!
+//! The firmware's memory map is QEMU `virt`'s, so the same ELF boots on
+//! plain (TCG) emulation, with no KVM and no VMM:
+//!
+//! ```text
+//! qemu-system-aarch64 -M virt,gic-version=2 -cpu max -m 128 ... -kernel uirq-guest
+//! ```
+//!
+//! There the GIC is QEMU's `hw/intc/arm_gic.c`, an implementation written
+//! independently of the VMM's model, so a scenario that passes on both
+//! checks the model against a second reading of the specification, and one
+//! that passes on neither points at the guest.
+//!
+//! QEMU enters an ELF with `x0` = 0, so the program is passed in the boot
+//! block instead (`uirq_abi::boot::block`): four 8-byte values that QEMU's
+//! generic loader device writes into RAM before the first instruction. The
+//! firmware powers off with PSCI SYSTEM_OFF (HVC, which `virt` without EL2
+//! answers itself), so QEMU exits; its exit status says nothing about the
+//! verdict, which is read from the console. Every run is bounded: QEMU is
+//! killed when the timeout passes.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use uirq_abi::boot::{block, Program};
+
+use crate::Result;
+
+const QEMU: &str = "qemu-system-aarch64";
+
+/// Upper bound for one scenario on plain QEMU; they take about a second.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One finished (or stopped) run.
+#[derive(Clone, Debug)]
+pub struct PlainRun {
+    /// What the firmware printed (QEMU's stdout), and QEMU's stderr after
+    /// it.
+    pub console: String,
+    /// Whether the timeout expired and QEMU was killed.
+    pub timed_out: bool,
+}
+
+/// The firmware ELF that `build::guest` leaves next to the flat image
+/// (`uirq-guest.bin` → `uirq-guest`).
+pub fn elf_of(image: &Path) -> PathBuf {
+    image.with_extension("")
+}
+
+/// The QEMU arguments that run `elf` as `program` with `args` (`x1`,
+/// `x2`), without the program name.
+pub fn arguments(elf: &Path, program: Program, args: [u64; 2]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-M",
+        "virt,gic-version=2",
+        "-cpu",
+        "max",
+        "-m",
+        "128",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-nic",
+        "none",
+        "-no-reboot",
+        "-kernel",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(elf.display().to_string());
+    for (addr, value) in block::words(program.number(), args) {
+        a.push("-device".into());
+        a.push(format!("loader,addr={addr:#x},data={value:#x},data-len=8"));
+    }
+    a
+}
+
+/// Whether `qemu-system-aarch64` can be started here.
+pub fn available() -> bool {
+    Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `elf` as `program` on QEMU's emulated GICv2 and returns what it
+/// printed. QEMU is killed after `timeout`.
+pub fn run(elf: &Path, program: Program, args: [u64; 2], timeout: Duration) -> Result<PlainRun> {
+    if !elf.is_file() {
+        return Err(format!("no firmware ELF at {}", elf.display()));
+    }
+    if !available() {
+        return Err(format!(
+            "{QEMU} is not installed (on Debian or Ubuntu: `sudo apt-get install qemu-system-arm`)"
+        ));
+    }
+    let mut child = Command::new(QEMU)
+        .args(arguments(elf, program, args))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("QEMU's stdout is not captured")?;
+    let mut stderr = child.stderr.take().ok_or("QEMU's stderr is not captured")?;
+    let out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {QEMU}: {e}")),
+        }
+    }
+    let mut console = String::from_utf8_lossy(&out.join().unwrap_or_default()).replace('\r', "");
+    let stderr = err.join().unwrap_or_default();
+    if !stderr.is_empty() {
+        console.push_str(&String::from_utf8_lossy(&stderr));
+    }
+    Ok(PlainRun { console, timed_out })
+}
+
+/// What a scenario's verdict line says: `PASS`, `FAIL: <what>`, or a
+/// description of why there is no (single) verdict line.
+pub fn verdict(console: &str, scenario: &str) -> String {
+    let prefix = format!("scenario {scenario}: ");
+    let lines: Vec<&str> = console
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .collect();
+    match lines.as_slice() {
+        [one] => one.trim().to_string(),
+        [] => "no verdict line".to_string(),
+        _ => format!("{} verdict lines", lines.len()),
+    }
+}
+
+/// A plain-text table of scenario results, one row per scenario:
+/// `scenario | VMM | QEMU GICv2`, columns padded to line up.
+pub fn table(rows: &[(String, String, String)]) -> String {
+    let header = (
+        "scenario".to_string(),
+        "VMM (userspace GICv2 on KVM)".to_string(),
+        "QEMU GICv2 (plain emulation)".to_string(),
+    );
+    let all: Vec<&(String, String, String)> = std::iter::once(&header).chain(rows).collect();
+    let w0 = all.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let w1 = all.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let w2 = all.iter().map(|r| r.2.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (i, (a, b, c)) in all.iter().enumerate() {
+        out.push_str(&format!("| {a:<w0$} | {b:<w1$} | {c:<w2$} |\n"));
+        if i == 0 {
+            let dashes = |w: usize| "-".repeat(w + 2);
+            out.push_str(&format!("|{}|{}|{}|\n", dashes(w0), dashes(w1), dashes(w2)));
+        }
+    }
+    out
+}
+
+/// Where the end-to-end scenario tests leave their results table, for
+/// `cargo xtask test` to print after the tests.
+pub fn table_path() -> PathBuf {
+    crate::project::target_dir().join("uirq-scenarios.txt")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_carry_the_boot_block() {
+        let a = arguments(Path::new("/fw"), Program::SgiSelf, [3, 4]);
+        let joined = a.join(" ");
+        assert!(
+            joined.starts_with("-M virt,gic-version=2 -cpu max -m 128 "),
+            "{joined}"
+        );
+        assert!(joined.contains("-kernel /fw "), "{joined}");
+        assert!(joined.contains("loader,addr=0x41000000,data=0x746f6f6271726975,data-len=8"));
+        assert!(joined.contains("loader,addr=0x41000008,data=0x16,data-len=8"));
+        assert!(joined.contains("loader,addr=0x41000010,data=0x3,data-len=8"));
+        assert!(joined.ends_with("loader,addr=0x41000018,data=0x4,data-len=8"));
+        assert!(
+            !joined.contains("virtualization"),
+            "plain emulation: EL1 only"
+        );
+    }
+
+    #[test]
+    fn elf_is_the_image_without_bin() {
+        assert_eq!(
+            elf_of(Path::new("/t/uirq-guest.bin")),
+            Path::new("/t/uirq-guest")
+        );
+    }
+
+    #[test]
+    fn verdicts_are_read_from_exactly_one_line() {
+        let c = "x\nscenario sgi: PASS\n";
+        assert_eq!(verdict(c, "sgi"), "PASS");
+        assert_eq!(
+            verdict("scenario sgi: FAIL: got 1, expected 2\n", "sgi"),
+            "FAIL: got 1, expected 2"
+        );
+        assert_eq!(verdict(c, "pmr"), "no verdict line");
+        assert_eq!(
+            verdict("scenario a: PASS\nscenario a: PASS\n", "a"),
+            "2 verdict lines"
+        );
+        assert_eq!(
+            verdict("scenario spi-state: PASS", "spi"),
+            "no verdict line"
+        );
+    }
+
+    #[test]
+    fn table_lines_up() {
+        let t = table(&[("sgi".into(), "PASS".into(), "PASS".into())]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("| scenario | VMM"));
+        assert!(lines[1].starts_with("|----------|"));
+        assert!(lines[2].starts_with("| sgi      | PASS "));
+    }
+}
