@@ -283,6 +283,14 @@ pub fn combine(env: &Environment, o: &Options, runs: &[Value]) -> Value {
     })
 }
 
+/// "1 us", "10 us", "100 us", "1 ms" for 10^decade nanoseconds.
+fn decade_label(decade: i32) -> String {
+    let units = ["ns", "us", "ms", "s"];
+    let unit = (decade.max(0) / 3).min(3);
+    let value = 10i64.pow((decade.max(0) - 3 * unit) as u32);
+    format!("{value} {}", units[unit as usize])
+}
+
 fn ns(x: f64) -> String {
     if x.is_nan() {
         "-".into()
@@ -416,7 +424,7 @@ pub fn plot_svg(doc: &Value) -> String {
     const W: f64 = 960.0;
     const PANEL_H: f64 = 220.0;
     const LEFT: f64 = 70.0;
-    const RIGHT: f64 = 20.0;
+    const RIGHT: f64 = 40.0;
     const TOP: f64 = 50.0;
     let colors = [("user", "#1f77b4"), ("kernel", "#ff7f0e")];
     let results = doc["results"].as_array().cloned().unwrap_or_default();
@@ -425,7 +433,7 @@ pub fn plot_svg(doc: &Value) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency: userspace GIC vs in-kernel vGICv2 ({} , {} samples)</text>\n",
+         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency: userspace GIC vs in-kernel vGICv2 ({}, {} samples; log time axis)</text>\n",
         doc["environment"]["kind"].as_str().unwrap_or("?"),
         doc["environment"]["samples"]
     );
@@ -492,7 +500,7 @@ pub fn plot_svg(doc: &Value) -> String {
                 "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"#ddd\"/>\
                  <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
                 bottom + 14.0,
-                ns(10f64.powi(decade))
+                decade_label(decade)
             );
         }
         for (i, (chip, color, edges, counts)) in series.iter().enumerate() {
@@ -512,11 +520,16 @@ pub fn plot_svg(doc: &Value) -> String {
                 s,
                 "<path d=\"{d}\" fill=\"{color}\" fill-opacity=\"0.25\" stroke=\"{color}\"/>"
             );
+            let p50 = results
+                .iter()
+                .find(|m| m["irqchip"] == *chip && m["measurement"] == *name)
+                .map_or(f64::NAN, |m| f(m, "p50_ns"));
             let _ = writeln!(
                 s,
-                "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{chip}</text>",
-                W - RIGHT - 80.0,
-                y0 + 14.0 + 14.0 * i as f64
+                "<text x=\"{}\" y=\"{}\" fill=\"{color}\" text-anchor=\"end\">{chip}: p50 {}</text>",
+                W - RIGHT,
+                y0 + 14.0 + 14.0 * i as f64,
+                ns(p50)
             );
         }
         let _ = writeln!(
@@ -536,6 +549,15 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn decade_labels_name_powers_of_ten() {
+        let labels: Vec<String> = (0..8).map(decade_label).collect();
+        assert_eq!(
+            labels,
+            ["1 ns", "10 ns", "100 ns", "1 us", "10 us", "100 us", "1 ms", "10 ms"]
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! [`run`] panics when the model breaks one of the invariants below; that
 //! panic is what the fuzzer reports as a crash.
 //!
+//! The property tests (`devices::gicv2::tests::properties`) use the same
+//! checks without the decoder: they generate [`Op`]s with proptest and
+//! run them as a [`Scenario`]. The register helpers at the end of this file
+//! are also the unit tests' own.
+//!
 //! It drives the model only through its public API, as the VMM does.
 //!
 //! # Input format
@@ -100,7 +105,8 @@ pub enum Op {
         cpu: usize,
         /// Offset in the frame (may be outside it).
         offset: u64,
-        /// Access size in bytes: 1, 2, 4 or 8.
+        /// Access size in bytes, at most 8 (the decoder makes 1, 2, 4 or 8;
+        /// the property tests also 0).
         size: usize,
     },
     /// A store to the distributor frame.
@@ -109,7 +115,8 @@ pub enum Op {
         cpu: usize,
         /// Offset in the frame (may be outside it).
         offset: u64,
-        /// Access size in bytes: 1, 2, 4 or 8.
+        /// Access size in bytes, at most 8 (the decoder makes 1, 2, 4 or 8;
+        /// the property tests also 0).
         size: usize,
         /// The value, little-endian, zero-extended to `size`.
         value: u32,
@@ -120,7 +127,8 @@ pub enum Op {
         cpu: usize,
         /// Offset in the frame (may be outside it).
         offset: u64,
-        /// Access size in bytes: 1, 2, 4 or 8.
+        /// Access size in bytes, at most 8 (the decoder makes 1, 2, 4 or 8;
+        /// the property tests also 0).
         size: usize,
     },
     /// A store to the CPU interface frame.
@@ -129,7 +137,8 @@ pub enum Op {
         cpu: usize,
         /// Offset in the frame (may be outside it).
         offset: u64,
-        /// Access size in bytes: 1, 2, 4 or 8.
+        /// Access size in bytes, at most 8 (the decoder makes 1, 2, 4 or 8;
+        /// the property tests also 0).
         size: usize,
         /// The value, little-endian, zero-extended to `size`.
         value: u32,
@@ -392,8 +401,8 @@ impl Scenario {
 /// Everything on and wide open, so that short inputs already deliver:
 /// both groups forwarded and signalled, Group 1 acknowledgeable through
 /// GICC_IAR, PMR 0xFF, every interrupt enabled, every SPI routed to every
-/// CPU.
-fn prime(g: &mut Gicv2) {
+/// CPU. This is what [`Scenario::primed`] starts from.
+pub fn prime(g: &mut Gicv2) {
     let cpus = g.config().num_cpus;
     let words = u64::from(g.config().num_ids().div_ceil(32));
     dw(g, 0, gicd::CTLR, 0b11);
@@ -427,42 +436,20 @@ impl Run {
 
     fn apply(&mut self, op: &Op) {
         match *op {
-            Op::DistRead { cpu, offset, size } => {
-                let before = self.g.clone();
-                let mut buf = vec![0xA5; size];
-                self.g.distributor_read(cpu, offset, &mut buf);
-                assert_eq!(self.g, before, "GICD reads have no side effects");
-                check_read_buffer(&buf, offset, size, true);
-            }
+            Op::DistRead { cpu, offset, size } => self.read(Frame::Gicd, cpu, offset, size),
+            Op::CpuRead { cpu, offset, size } => self.read(Frame::Gicc, cpu, offset, size),
             Op::DistWrite {
                 cpu,
                 offset,
                 size,
                 value,
-            } => {
-                let bytes = u64::from(value).to_le_bytes();
-                self.g.distributor_write(cpu, offset, &bytes[..size]);
-            }
-            Op::CpuRead { cpu, offset, size } => {
-                let before = self.g.clone();
-                let mut buf = vec![0xA5; size];
-                self.g.cpu_interface_read(cpu, offset, &mut buf);
-                let acknowledging = size == 4 && (offset == gicc::IAR || offset == gicc::AIAR);
-                if !acknowledging {
-                    assert_eq!(self.g, before, "only IAR/AIAR reads have side effects");
-                }
-                // No GICC register takes byte accesses (IHI 0048B 4.1.4).
-                check_read_buffer(&buf, offset, size, false);
-            }
+            } => Frame::Gicd.write(&mut self.g, cpu, offset, &value_bytes(value)[..size]),
             Op::CpuWrite {
                 cpu,
                 offset,
                 size,
                 value,
-            } => {
-                let bytes = u64::from(value).to_le_bytes();
-                self.g.cpu_interface_write(cpu, offset, &bytes[..size]);
-            }
+            } => Frame::Gicc.write(&mut self.g, cpu, offset, &value_bytes(value)[..size]),
             Op::Ppi { cpu, id, level } => {
                 if let Some(id) = IntId::new(id) {
                     self.g.set_ppi_level(cpu, id, level);
@@ -500,6 +487,26 @@ impl Run {
                 self.deactivate(cpu, value);
             }
         }
+    }
+
+    /// A load of `size` bytes from `frame`, with the checks of IHI 0048B
+    /// 4.1.4: no side effect unless it is a word read of GICC_IAR or
+    /// GICC_AIAR, and the buffer filled as [`check_read_buffer`] says.
+    fn read(&mut self, frame: Frame, cpu: usize, offset: u64, size: usize) {
+        let before = self.g.clone();
+        let mut buf = vec![0xA5; size];
+        frame.read(&mut self.g, cpu, offset, &mut buf);
+        let acknowledging =
+            frame == Frame::Gicc && size == 4 && (offset == gicc::IAR || offset == gicc::AIAR);
+        if !acknowledging {
+            assert_eq!(
+                self.g, before,
+                "{frame:?} read of {size} bytes at {offset:#x} had a side effect \
+                 (only word reads of GICC_IAR/AIAR have one)"
+            );
+        }
+        // Only distributor registers take byte accesses (IHI 0048B 4.1.4).
+        check_read_buffer(&buf, offset, size, frame == Frame::Gicd);
     }
 
     /// GICC_EOIR / GICC_AEOIR write with the checks of IHI 0048B 4.4.5:
@@ -620,7 +627,7 @@ impl Run {
         for cpu in 0..cpus {
             let (irq, fiq) = (self.g.irq_line(cpu), self.g.fiq_line(cpu));
             assert!(!(irq && fiq), "cpu {cpu}: IRQ and FIQ both high");
-            let iar = cr(&mut self.g.clone(), cpu, gicc::IAR);
+            let iar = would_acknowledge(&self.g, cpu);
             assert_eq!(
                 irq || fiq,
                 iar != SPURIOUS,
@@ -701,27 +708,70 @@ fn read_only(g: &mut Gicv2) -> Vec<u32> {
     v
 }
 
-fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+/// What a word read of GICC_IAR on `cpu` would answer right now, tried on
+/// a clone so that nothing is acknowledged.
+pub fn would_acknowledge(g: &Gicv2, cpu: usize) -> u32 {
+    cr(&mut g.clone(), cpu, gicc::IAR)
+}
+
+/// The two register frames an [`Op`] can access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frame {
+    /// The distributor (GICD).
+    Gicd,
+    /// The CPU interface (GICC).
+    Gicc,
+}
+
+impl Frame {
+    fn read(self, g: &mut Gicv2, cpu: usize, offset: u64, data: &mut [u8]) {
+        match self {
+            Frame::Gicd => g.distributor_read(cpu, offset, data),
+            Frame::Gicc => g.cpu_interface_read(cpu, offset, data),
+        }
+    }
+
+    fn write(self, g: &mut Gicv2, cpu: usize, offset: u64, data: &[u8]) {
+        match self {
+            Frame::Gicd => g.distributor_write(cpu, offset, data),
+            Frame::Gicc => g.cpu_interface_write(cpu, offset, data),
+        }
+    }
+}
+
+/// An [`Op`]'s value as the bytes of a store: little-endian, zero-extended
+/// to 8 bytes, of which the access takes the first `size`.
+fn value_bytes(value: u32) -> [u8; 8] {
+    u64::from(value).to_le_bytes()
+}
+
+// Word accessors, shared with the unit tests (`tests/mod.rs`).
+
+/// Distributor word read.
+pub(crate) fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
     let mut buf = [0u8; 4];
     g.distributor_read(cpu, offset, &mut buf);
     u32::from_le_bytes(buf)
 }
 
-fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+/// Distributor word write.
+pub(crate) fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
     g.distributor_write(cpu, offset, &value.to_le_bytes());
 }
 
-fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+/// CPU interface word read.
+pub(crate) fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
     let mut buf = [0u8; 4];
     g.cpu_interface_read(cpu, offset, &mut buf);
     u32::from_le_bytes(buf)
 }
 
-fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+/// CPU interface word write.
+pub(crate) fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
     g.cpu_interface_write(cpu, offset, &value.to_le_bytes());
 }
 
 /// One bit of a bit-per-interrupt distributor register, as `cpu` sees it.
-fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
+pub(crate) fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
     dr(g, cpu, base + 4 * u64::from(raw / 32)) & (1 << (raw % 32)) != 0
 }

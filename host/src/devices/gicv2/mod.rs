@@ -53,7 +53,7 @@
 //! | `cpu_interface.rs` | GICC register decode, acknowledge, EOI, DIR |
 //! | `access.rs` | access-size rules (IHI 0048B 4.1.4) |
 //! | `mmio.rs` | [`DistributorFrame`], [`CpuInterfaceFrame`] |
-//! | `fuzzing.rs` | input decoder and invariant checks shared by the fuzz target and the corpus test |
+//! | `fuzzing.rs` | input decoder and invariant checks shared by the fuzz target, the corpus test and the property tests |
 
 mod access;
 mod config;

@@ -11,6 +11,9 @@ mod timer;
 
 use uirq_abi::gicv2::{gicc, gicd, IntId};
 
+// The word accessors are the fuzzing module's, so that the fuzz target,
+// the property tests and these tests read and write registers alike.
+use super::fuzzing::{bit, cr, cw, dr, dw};
 use super::{GicConfig, Gicv2};
 
 /// A GIC with `num_cpus` CPU interfaces and `num_spis` SPIs.
@@ -20,18 +23,6 @@ fn gic(num_cpus: usize, num_spis: u32) -> Gicv2 {
 
 fn id(raw: u32) -> IntId {
     IntId::new(raw).unwrap()
-}
-
-/// Distributor word read.
-fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
-    let mut buf = [0u8; 4];
-    g.distributor_read(cpu, offset, &mut buf);
-    u32::from_le_bytes(buf)
-}
-
-/// Distributor word write.
-fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
-    g.distributor_write(cpu, offset, &value.to_le_bytes());
 }
 
 /// Distributor byte read.
@@ -44,18 +35,6 @@ fn drb(g: &mut Gicv2, cpu: usize, offset: u64) -> u8 {
 /// Distributor byte write.
 fn dwb(g: &mut Gicv2, cpu: usize, offset: u64, value: u8) {
     g.distributor_write(cpu, offset, &[value]);
-}
-
-/// CPU interface word read.
-fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
-    let mut buf = [0u8; 4];
-    g.cpu_interface_read(cpu, offset, &mut buf);
-    u32::from_le_bytes(buf)
-}
-
-/// CPU interface word write.
-fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
-    g.cpu_interface_write(cpu, offset, &value.to_le_bytes());
 }
 
 /// What the project's firmware does at boot, on each CPU: distributor on,
@@ -81,11 +60,6 @@ fn enable(g: &mut Gicv2, cpu: usize, raw: u32) {
         gicd::ISENABLER + 4 * u64::from(raw / 32),
         1 << (raw % 32),
     );
-}
-
-/// Reads one bit of a bit-per-interrupt register.
-fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
-    dr(g, cpu, base + 4 * u64::from(raw / 32)) & (1 << (raw % 32)) != 0
 }
 
 /// Acknowledge on `cpu`: the GICC_IAR value.
