@@ -35,6 +35,7 @@
 //! 3. Call the Rust handler with the timestamp, restore, `eret`.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use aarch64_cpu::registers::{Readable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1};
 use uirq_abi::exit::Status;
@@ -172,18 +173,42 @@ __irq_save_call_restore:
     irq = sym irq,
 );
 
+/// Which program's handler takes IRQs.
+///
+/// A program that unmasks IRQs routes them to itself first, with
+/// [`route_irqs_to`]; until then an IRQ is unexpected and is reported like
+/// any other unexpected exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum IrqRoute {
+    /// No program has claimed IRQs.
+    Unrouted = 0,
+    /// `programs::timer`.
+    Timer = 1,
+    /// `programs::bench`.
+    Bench = 2,
+    /// `programs::scenarios`.
+    Scenario = 3,
+}
+
+/// The current [`IrqRoute`], as a number (one writer, before IRQs are
+/// unmasked; read by the vector).
+static IRQ_ROUTE: AtomicU8 = AtomicU8::new(IrqRoute::Unrouted as u8);
+
+/// Sends every IRQ from now on to `route`'s handler. Call before unmasking.
+pub fn route_irqs_to(route: IrqRoute) {
+    IRQ_ROUTE.store(route as u8, Ordering::Release);
+}
+
 /// The Rust half of the IRQ entry. `entry_ticks` is `CNTVCT_EL0` as read by
 /// the vector's second instruction.
-///
-/// Only the timer, bench and scenario programs unmask IRQs; the bench
-/// program and the scenarios say when they are the one running.
 extern "C" fn irq(entry_ticks: u64) {
-    if programs::bench::is_running() {
-        programs::bench::on_irq(entry_ticks);
-    } else if programs::scenarios::is_running() {
-        programs::scenarios::on_irq(entry_ticks);
-    } else {
-        programs::timer::on_irq(entry_ticks);
+    match IRQ_ROUTE.load(Ordering::Acquire) {
+        r if r == IrqRoute::Timer as u8 => programs::timer::on_irq(entry_ticks),
+        r if r == IrqRoute::Bench as u8 => programs::bench::on_irq(entry_ticks),
+        r if r == IrqRoute::Scenario as u8 => programs::scenarios::on_irq(entry_ticks),
+        // Index 5 of the vector table: IRQ, current EL with SP_ELx.
+        _ => unexpected_exception(5),
     }
 }
 

@@ -32,7 +32,7 @@
 
 use core::{
     hint::black_box,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use aarch64_cpu::{
@@ -57,6 +57,7 @@ use uirq_guest::{
     stats::Counter,
 };
 
+use crate::exceptions::{self, IrqRoute};
 use crate::{board, psci};
 
 /// The SGI the benchmark sends itself, as a range-checked id.
@@ -80,10 +81,6 @@ const VTIMER_DELAY_US: u64 = 30;
 /// GIC gives none here; a storm of them means the buffer cannot be
 /// completed, and the run fails instead of spinning forever.
 const MAX_SPURIOUS: u64 = 1000;
-
-/// Set by `run` before it unmasks any IRQ: from then on the vector hands
-/// every IRQ to [`on_irq`] (see `exceptions::irq`).
-static RUNNING: AtomicBool = AtomicBool::new(false);
 
 // State shared with the IRQ handler: written only by the handler (one
 // writer each, see `uirq_guest::stats`), read by `run` after the counter
@@ -114,7 +111,7 @@ enum Failure {
 /// Runs the benchmark: `x1` samples per measurement, `x2` warm-ups
 /// (`uirq_guest::bench::Args`).
 pub fn run(x1: u64, x2: u64) -> ! {
-    RUNNING.store(true, Ordering::Release);
+    exceptions::route_irqs_to(IrqRoute::Bench);
     let args = Args::from_boot_registers(x1, x2);
     if let Some(asked) = args.capped_from {
         println!("bench: {asked} samples asked for; capped at {MAX_SAMPLES}, the buffer's size");
@@ -301,11 +298,6 @@ fn wait_until(counter: &Counter, target: u64) -> Result<(), Failure> {
         DAIF.modify(DAIF::I::Unmasked);
         barrier::isb(barrier::SY);
     }
-}
-
-/// Whether this program is running, so IRQs are its to handle.
-pub fn is_running() -> bool {
-    RUNNING.load(Ordering::Acquire)
 }
 
 /// The IRQ handler, called from the vector with its entry timestamp.

@@ -66,6 +66,7 @@ pub fn run(program: Program) -> ! {
         }
     };
     common::start(program);
+    crate::exceptions::route_irqs_to(crate::exceptions::IrqRoute::Scenario);
     run()
 }
 
@@ -83,11 +84,6 @@ fn handler(program: Program) -> Handler {
         Program::Disabled => disabled::on_irq,
         _ => common::unexpected_irq,
     }
-}
-
-/// Whether a scenario is running (and so handles the IRQs).
-pub fn is_running() -> bool {
-    common::current().is_some()
 }
 
 /// The IRQ entry while a scenario runs (called from the vector).
