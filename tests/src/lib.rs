@@ -5,9 +5,10 @@
 //! of the nested L1 Linux, or direct runs on an aarch64 KVM host) and the
 //! others reuse the results. Each test then checks its own job's output.
 //!
-//! A test that cannot run (no QEMU and no way to install it, no kernel)
-//! says so loudly on stderr; with `CI=true` in the environment that is a
-//! failure, not a skip.
+//! A test that cannot run here (no QEMU and no way to install it, no
+//! kernel) says so loudly on stderr; with `CI=true` in the environment that
+//! is a failure, not a skip. A batch that could run but failed (a build
+//! error, L1 dying, a wedged guest) always fails the tests.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -16,8 +17,28 @@ use std::time::Duration;
 pub use xtask::jobs::{Environment, JobResult};
 use xtask::project::Artifacts;
 
-/// The results of one batch, or why it could not run.
-pub type Batch = Result<(Environment, Vec<JobResult>), String>;
+/// Why a batch has no results.
+#[derive(Clone, Debug)]
+pub enum Problem {
+    /// This machine cannot run it: skipped loudly, a failure under CI.
+    CannotRun(String),
+    /// It ran, or was built, and failed: always a test failure.
+    Failed(String),
+}
+
+/// The results of one batch of VMM runs, or why there are none.
+pub type Batch = Result<(Environment, Vec<JobResult>), Problem>;
+
+/// Checks that this machine can run the VMM, natively or nested (QEMU
+/// present or installable, the L1 kernel cached or fetchable).
+pub fn preflight() -> Result<(), Problem> {
+    if xtask::project::is_native_kvm_host() {
+        return Ok(());
+    }
+    xtask::l1::ensure_qemu().map_err(Problem::CannotRun)?;
+    xtask::l1::ensure_kernel().map_err(Problem::CannotRun)?;
+    Ok(())
+}
 
 /// Upper bound for a whole batch, boot included: generous for a slow
 /// emulated boot, but a wedged guest still fails the suite in minutes.
@@ -25,7 +46,7 @@ pub const BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The artifacts under test: the ones `cargo xtask test` built and named
 /// in the environment, or a fresh build when the tests run on their own.
-pub fn artifacts() -> Result<Artifacts, String> {
+pub fn artifacts() -> Result<Artifacts, Problem> {
     match (
         std::env::var_os("UIRQ_GUEST_IMAGE"),
         std::env::var_os("UIRQ_VMM"),
@@ -36,7 +57,7 @@ pub fn artifacts() -> Result<Artifacts, String> {
             vmm: PathBuf::from(vmm),
             l1_init: PathBuf::from(init),
         }),
-        _ => xtask::build::all(),
+        _ => xtask::build::all().map_err(Problem::Failed),
     }
 }
 
@@ -48,18 +69,21 @@ pub fn batch<'a>(cell: &'a OnceLock<Batch>, label: &str, jobs: &[&[&str]]) -> &'
             .iter()
             .map(|j| j.iter().map(|s| s.to_string()).collect())
             .collect();
+        preflight()?;
         let artifacts = artifacts()?;
         xtask::jobs::run(&artifacts, &jobs, label, None, BATCH_WALL_TIMEOUT)
+            .map_err(Problem::Failed)
     })
 }
 
-/// The result of job `index`, or `None` when the batch could not run here
-/// and this is not CI (after saying so loudly). Under `CI=true`, a batch
-/// that could not run fails the calling test.
-pub fn job(batch: &Batch, index: usize) -> Option<&JobResult> {
-    match batch {
-        Ok((_, results)) => Some(&results[index]),
-        Err(why) => {
+/// The value of `result`, or `None` when it could not run here and this is
+/// not CI (after saying so loudly). Panics when it failed, and under
+/// `CI=true` when it could not run.
+pub fn available<T>(result: &Result<T, Problem>) -> Option<&T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(Problem::Failed(why)) => panic!("end-to-end run failed: {why}"),
+        Err(Problem::CannotRun(why)) => {
             let msg = format!("end-to-end test NOT RUN: {why}");
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{msg} (CI=true: a test that cannot run is a failure)");
@@ -68,6 +92,11 @@ pub fn job(batch: &Batch, index: usize) -> Option<&JobResult> {
             None
         }
     }
+}
+
+/// The result of job `index` of `batch` (see [`available`]).
+pub fn job(batch: &Batch, index: usize) -> Option<&JobResult> {
+    available(batch).map(|(_, results)| &results[index])
 }
 
 const SUMMARY_MIDDLE: &str = " interrupts, latency min/median/max = ";

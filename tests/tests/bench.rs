@@ -15,11 +15,11 @@ fn run_short_bench() -> Option<(Value, String)> {
         json: Some(json.clone()),
         plot: Some(plot.clone()),
     };
-    let outcome = uirq_tests::artifacts().and_then(|a| xtask::bench::run_with(&a, &options));
-    if let Err(why) = outcome {
-        // The harness's rule: loud when it cannot run here, a failure in CI.
-        uirq_tests::job(&Err(why), 0)?;
-    }
+    let outcome = uirq_tests::preflight().and_then(|()| {
+        let artifacts = uirq_tests::artifacts()?;
+        xtask::bench::run_with(&artifacts, &options).map_err(uirq_tests::Problem::Failed)
+    });
+    uirq_tests::available(&outcome)?;
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let svg = std::fs::read_to_string(&plot).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

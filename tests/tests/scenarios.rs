@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use uirq_abi::boot::Program;
-use uirq_tests::{batch, job, Batch};
+use uirq_tests::{available, batch, job, Batch, Problem};
 use xtask::qemu_plain::{self, PlainRun};
 
 /// Seconds the VMM gives one scenario before it stops the guest; they take
@@ -40,7 +40,7 @@ fn scenarios() -> Vec<Program> {
 }
 
 static VMM: OnceLock<Batch> = OnceLock::new();
-static QEMU: OnceLock<Result<Vec<PlainRun>, String>> = OnceLock::new();
+static QEMU: OnceLock<Result<Vec<PlainRun>, Problem>> = OnceLock::new();
 
 fn vmm() -> &'static Batch {
     let args: Vec<[&'static str; 4]> = scenarios()
@@ -51,8 +51,9 @@ fn vmm() -> &'static Batch {
     batch(&VMM, "scenarios", &jobs)
 }
 
-fn qemu() -> &'static Result<Vec<PlainRun>, String> {
+fn qemu() -> &'static Result<Vec<PlainRun>, Problem> {
     QEMU.get_or_init(|| {
+        xtask::l1::ensure_qemu().map_err(Problem::CannotRun)?;
         let artifacts = uirq_tests::artifacts()?;
         let elf = qemu_plain::elf_of(&artifacts.guest_image);
         std::thread::scope(|s| {
@@ -68,25 +69,15 @@ fn qemu() -> &'static Result<Vec<PlainRun>, String> {
                     h.join()
                         .unwrap_or_else(|_| Err("QEMU runner panicked".into()))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(Problem::Failed)
         })
     })
 }
 
-/// QEMU's run of scenario number `index`, or `None` (after saying so
-/// loudly; a failure under `CI=true`) when QEMU cannot run here.
+/// QEMU's run of scenario number `index` (see [`available`]).
 fn qemu_run(index: usize) -> Option<&'static PlainRun> {
-    match qemu() {
-        Ok(runs) => Some(&runs[index]),
-        Err(why) => {
-            let msg = format!("QEMU GICv2 comparison NOT RUN: {why}");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg} (CI=true: a test that cannot run is a failure)");
-            }
-            eprintln!("\n!!!!! {msg}\n");
-            None
-        }
-    }
+    available(qemu()).map(|runs| &runs[index])
 }
 
 fn index_of(name: &str) -> usize {
