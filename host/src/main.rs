@@ -53,7 +53,7 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
 
-    /// More log output (-v: exit statistics, -vv: every exit).
+    /// More log output (-v: exit statistics, -vv: the device models' debug messages).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
@@ -93,7 +93,7 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 fn programs_help() -> String {
     let mut s = String::from("Programs:\n");
     for p in Program::ALL {
-        s.push_str(&format!("  {:<8} {}\n", p.name(), p.summary()));
+        s.push_str(&format!("  {:<10} {}\n", p.name(), p.summary()));
     }
     s.push_str(
         "\nExit code: the guest's status (0 success, 1 check failed, 2 unexpected exception,\n\
