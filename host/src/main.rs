@@ -45,6 +45,10 @@ struct Args {
     #[arg(long, default_value = "user", value_parser = parse_irqchip)]
     irqchip: IrqchipArg,
 
+    /// The KVM device to use.
+    #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
+    kvm_device: PathBuf,
+
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     ram_mib: u64,
@@ -173,6 +177,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         IrqchipArg::Kernel => Irqchip::Kernel,
     };
     let config = VmConfig {
+        kvm_device: args.kvm_device.clone(),
         irqchip,
         image,
         ram_size: args.ram_mib << 20,

@@ -14,6 +14,7 @@ const SPIN_TIMEOUT: usize = 2;
 const FAULT: usize = 3;
 const MISSING_IMAGE: usize = 4;
 const BAD_PROGRAM: usize = 5;
+const NO_KVM: usize = 6;
 
 const JOBS: &[&[&str]] = &[
     &[],
@@ -23,6 +24,7 @@ const JOBS: &[&[&str]] = &[
     // A later `--image` overrides the one the harness puts first.
     &["--image", "/no/such/image.bin"],
     &["--program", "no-such-program"],
+    &["--kvm-device", "/dev/no-such-kvm"],
 ];
 
 static BATCH: OnceLock<Batch> = OnceLock::new();
@@ -94,4 +96,17 @@ fn an_unknown_program_is_refused_by_the_command_line() {
     let Some(r) = run(BAD_PROGRAM) else { return };
     assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
     assert!(r.console.contains("unknown program"), "{}", r.console);
+}
+
+#[test]
+fn a_missing_kvm_device_is_one_plain_sentence() {
+    let Some(r) = run(NO_KVM) else { return };
+    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
+    let lines: Vec<&str> = r.console.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.console);
+    assert!(
+        lines[0].contains("cannot open /dev/no-such-kvm"),
+        "{}",
+        r.console
+    );
 }

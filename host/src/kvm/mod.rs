@@ -27,14 +27,19 @@ use thiserror::Error;
 /// Why the VM could not be created or run.
 #[derive(Debug, Error)]
 pub enum KvmError {
-    /// `/dev/kvm` is absent or cannot be opened.
-    #[error("cannot open /dev/kvm ({0}); this VMM needs an aarch64 Linux host with KVM enabled and access to /dev/kvm")]
-    NoKvm(#[source] kvm_ioctls::Error),
+    /// The KVM device (normally `/dev/kvm`) is absent or cannot be opened.
+    #[error("cannot open {path} (this VMM needs an aarch64 Linux host with KVM enabled, and access to that device)")]
+    NoKvm {
+        /// The device path tried.
+        path: String,
+        /// Why it could not be opened.
+        source: kvm_ioctls::Error,
+    },
     /// The kernel lacks `KVM_CAP_ARM_USER_IRQ`.
     #[error("this kernel's KVM does not offer KVM_CAP_ARM_USER_IRQ, so the timer cannot be wired to a userspace interrupt controller")]
     NoUserIrq,
     /// A KVM ioctl failed; the string says which step.
-    #[error("{step} failed: {source}")]
+    #[error("{step} failed")]
     Ioctl {
         /// What the VMM was doing.
         step: &'static str,
@@ -104,7 +109,7 @@ pub fn run(
     timeout: Option<Duration>,
     bench: bool,
 ) -> Result<RunReport, KvmError> {
-    let kvm = vm::open_kvm()?;
+    let kvm = vm::open_kvm(&config.kvm_device)?;
     let vm = vm::create(&kvm, config)?;
     if bench {
         announce_marker(&vm.ram)?;

@@ -48,6 +48,8 @@ const NUM_SPIS: u32 = 32;
 
 /// What the VM is made of.
 pub struct VmConfig {
+    /// The KVM device to open (normally `/dev/kvm`).
+    pub kvm_device: std::path::PathBuf,
     /// Which interrupt controller to use.
     pub irqchip: Irqchip,
     /// The flat firmware image, loaded at RAM base.
@@ -151,9 +153,17 @@ fn measure_counter_offset(vcpu: &VcpuFd) -> Result<(i64, String), KvmError> {
     ))
 }
 
-/// Opens `/dev/kvm` and checks that the kernel supports a userspace irqchip.
-pub fn open_kvm() -> Result<Kvm, KvmError> {
-    let kvm = Kvm::new().map_err(KvmError::NoKvm)?;
+/// Opens the KVM device (normally `/dev/kvm`) and checks that the kernel
+/// supports a userspace irqchip.
+pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
+    use std::os::unix::ffi::OsStrExt;
+    let no_kvm = |source| KvmError::NoKvm {
+        path: device.display().to_string(),
+        source,
+    };
+    let c_path = std::ffi::CString::new(device.as_os_str().as_bytes())
+        .map_err(|_| no_kvm(kvm_ioctls::Error::new(libc::EINVAL)))?;
+    let kvm = Kvm::new_with_path(&c_path).map_err(no_kvm)?;
     if kvm.check_extension_raw(KVM_CAP_ARM_USER_IRQ.into()) <= 0 {
         return Err(KvmError::NoUserIrq);
     }
