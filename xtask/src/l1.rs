@@ -104,12 +104,20 @@ pub fn ensure_kernel() -> Result<PathBuf> {
             ))
         };
     }
-    let package =
-        std::env::var("UIRQ_L1_KERNEL_PACKAGE").unwrap_or_else(|_| KERNEL_PACKAGE.to_string());
-    let dir = project::l1_cache_dir().join(&package);
-    let kernel = dir.join("vmlinuz");
-    if kernel.is_file() {
+    let chosen = std::env::var("UIRQ_L1_KERNEL_PACKAGE").ok();
+    let package = chosen.clone().unwrap_or_else(|| KERNEL_PACKAGE.to_string());
+    let cached = |package: &str| {
+        let kernel = project::l1_cache_dir().join(package).join("vmlinuz");
+        kernel.is_file().then_some(kernel)
+    };
+    if let Some(kernel) = cached(&package) {
         return Ok(kernel);
+    }
+    if chosen.is_none() {
+        // A fallback fetched by an earlier run (see below) serves as well.
+        if let Some(kernel) = cached_fallback() {
+            return Ok(kernel);
+        }
     }
     if !is_debian_like() {
         return Err(format!(
@@ -127,15 +135,84 @@ pub fn ensure_kernel() -> Result<PathBuf> {
         run_checked(apt_get().args(["update", "-qq"]))?;
     }
 
+    match fetch_kernel(&package) {
+        Ok(kernel) => Ok(kernel),
+        // The archive drops old kernel packages in time. Without an explicit
+        // choice, take the newest Debian 12 kernel that has the fix.
+        Err(first) if chosen.is_none() => {
+            let Some(fallback) = fallback_packages().into_iter().next() else {
+                return Err(first);
+            };
+            progress(format!(
+                "{package} is not available ({first}); using {fallback} instead"
+            ));
+            fetch_kernel(&fallback)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Downloads `package`'s kernel into the cache; returns its path.
+fn fetch_kernel(package: &str) -> Result<PathBuf> {
+    let dir = project::l1_cache_dir().join(package);
+    let kernel = dir.join("vmlinuz");
     progress(format!(
         "downloading the L1 kernel ({package}:arm64, about 90 MB, once)"
     ));
     let work = project::l1_cache_dir().join(format!("download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let result = download_kernel(&package, &work, &dir, &kernel);
+    let result = download_kernel(package, &work, &dir, &kernel);
     let _ = std::fs::remove_dir_all(&work);
     result.map(|()| kernel)
+}
+
+/// The first 6.12 release with Linux commit 4ce98bf0865c (WFI wake-up with a
+/// userspace irqchip).
+const FIRST_FIXED_6_12: u32 = 88;
+
+/// The 6.12 minor version of a Debian 12 kernel package name such as
+/// `linux-image-6.12.117+deb12-arm64-unsigned`.
+fn minor_of(package: &str) -> Option<u32> {
+    package
+        .strip_prefix("linux-image-6.12.")?
+        .strip_suffix("+deb12-arm64-unsigned")?
+        .parse()
+        .ok()
+}
+
+/// Debian 12 arm64 kernels with the WFI fix that apt knows, newest first.
+fn fallback_packages() -> Vec<String> {
+    let listing = output_of(Command::new("apt-cache").args([
+        "search",
+        "--names-only",
+        r"^linux-image-6\.12\.[0-9]+\+deb12-arm64-unsigned$",
+    ]))
+    .unwrap_or_default();
+    newest_fixed(listing.lines().filter_map(|l| l.split_whitespace().next()))
+}
+
+/// Of `packages`, those with the fix, newest first.
+fn newest_fixed<'a>(packages: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut found: Vec<(u32, String)> = packages
+        .filter_map(|p| minor_of(p).map(|m| (m, p.to_string())))
+        .filter(|(m, _)| *m >= FIRST_FIXED_6_12)
+        .collect();
+    found.sort_by_key(|(minor, _)| std::cmp::Reverse(*minor));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// A fallback kernel an earlier run already fetched, if any.
+fn cached_fallback() -> Option<PathBuf> {
+    let entries = std::fs::read_dir(project::l1_cache_dir()).ok()?;
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    newest_fixed(names.iter().map(String::as_str))
+        .into_iter()
+        .map(|p| project::l1_cache_dir().join(p).join("vmlinuz"))
+        .find(|k| k.is_file())
 }
 
 fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Result<()> {
@@ -440,6 +517,25 @@ fn tail(lines: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fallback_kernels_are_the_fixed_6_12_ones_newest_first() {
+        let listed = [
+            "linux-image-6.12.95+deb12-arm64-unsigned",
+            "linux-image-6.12.117+deb12-arm64-unsigned",
+            "linux-image-6.12.80+deb12-arm64-unsigned",
+            "linux-image-6.12.117+deb12-cloud-arm64-unsigned",
+            "linux-image-6.1.0-56-arm64-unsigned",
+        ];
+        assert_eq!(
+            newest_fixed(listed.into_iter()),
+            [
+                "linux-image-6.12.117+deb12-arm64-unsigned",
+                "linux-image-6.12.95+deb12-arm64-unsigned"
+            ]
+        );
+        assert_eq!(minor_of(KERNEL_PACKAGE), Some(117));
+    }
 
     #[test]
     fn marker_lines_are_recognised_and_others_pass_through() {
