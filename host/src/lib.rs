@@ -4,6 +4,8 @@
 //!
 //! - [`bench`](mod@bench) decodes the benchmark's result buffer and computes
 //!   statistics.
+//! - [`diagnose`] explains a guest that had to be stopped (a kernel that
+//!   does not wake a vCPU in WFI for its timer).
 //! - [`bus`], [`devices`] and [`memory`] are plain Rust with no KVM in them.
 //!   They build and are unit-tested on any machine, and they are what a
 //!   hostile guest talks to, so they are also property-tested and fuzzed.
@@ -15,6 +17,7 @@
 pub mod bench;
 pub mod bus;
 pub mod devices;
+pub mod diagnose;
 #[cfg(target_arch = "aarch64")]
 pub mod kvm;
 pub mod memory;

@@ -219,6 +219,18 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "uirq-vmm: the guest did not power off within {secs} s; stopped it (--timeout)"
             );
+            let freq = uirq_host::kvm::clock::frequency().max(1);
+            // A level report more than 50 ms late that only the stop's kick
+            // brought is the signature of the WFI wake-up bug.
+            let late = report
+                .stopped_timer
+                .and_then(|t| uirq_host::diagnose::missed_wakeup(&t, freq / 20));
+            if let Some(late) = late {
+                eprintln!(
+                    "uirq-vmm: the guest's virtual timer had fired {} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases)",
+                    late * 1000 / freq
+                );
+            }
             ExitCode::from(VMM_TIMEOUT as u8)
         }
         Outcome::Reset => {

@@ -61,7 +61,44 @@ pub fn run(
         };
         return Ok((env, results));
     }
-    let (versions, outputs) = l1::run_jobs(artifacts, jobs, label, stream, wall_timeout)?;
+    nested(artifacts, jobs, label, stream, wall_timeout, None)
+}
+
+/// Runs `jobs` in the nested environment on the kernel from Debian package
+/// `kernel_package` (for tests that need a particular kernel). Fails on an
+/// aarch64 KVM host, whose kernel is what it is.
+pub fn run_on_kernel(
+    artifacts: &Artifacts,
+    jobs: &[Vec<String>],
+    label: &str,
+    wall_timeout: Duration,
+    kernel_package: &str,
+) -> Result<(Environment, Vec<JobResult>)> {
+    if is_native_kvm_host() {
+        return Err(format!(
+            "this is an aarch64 KVM host: its own kernel runs the VMM, so {kernel_package} cannot be chosen"
+        ));
+    }
+    nested(
+        artifacts,
+        jobs,
+        label,
+        None,
+        wall_timeout,
+        Some(kernel_package),
+    )
+}
+
+fn nested(
+    artifacts: &Artifacts,
+    jobs: &[Vec<String>],
+    label: &str,
+    stream: Option<&dyn Fn(&str)>,
+    wall_timeout: Duration,
+    kernel_package: Option<&str>,
+) -> Result<(Environment, Vec<JobResult>)> {
+    let (versions, outputs) =
+        l1::run_jobs(artifacts, jobs, label, stream, wall_timeout, kernel_package)?;
     let env = Environment {
         kind: "nested",
         kernel: versions.kernel,

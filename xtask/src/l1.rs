@@ -93,7 +93,14 @@ pub fn ensure_qemu() -> Result<String> {
 
 /// Returns the path of the L1 kernel, downloading it once if needed.
 pub fn ensure_kernel() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("UIRQ_L1_KERNEL") {
+    ensure_kernel_package(std::env::var("UIRQ_L1_KERNEL_PACKAGE").ok().as_deref())
+}
+
+/// Returns the path of the kernel from Debian package `package` (the pinned
+/// one, or a fallback, when `None`), downloading it once if needed.
+/// `UIRQ_L1_KERNEL` still takes precedence over the default.
+pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
+    if let (None, Some(path)) = (package, std::env::var_os("UIRQ_L1_KERNEL")) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
@@ -104,7 +111,7 @@ pub fn ensure_kernel() -> Result<PathBuf> {
             ))
         };
     }
-    let chosen = std::env::var("UIRQ_L1_KERNEL_PACKAGE").ok();
+    let chosen = package.map(str::to_string);
     let package = chosen.clone().unwrap_or_else(|| KERNEL_PACKAGE.to_string());
     let cached = |package: &str| {
         let kernel = project::l1_cache_dir().join(package).join("vmlinuz");
@@ -353,6 +360,8 @@ pub struct JobOutput {
 }
 
 /// Boots L1 once, runs `jobs` in it and returns their outputs in order.
+/// `kernel_package` picks the L1 kernel's Debian package (default: the
+/// pinned one, see [`ensure_kernel`]).
 ///
 /// `stream` is given each job's console lines as they arrive. The whole boot
 /// is bounded by `wall_timeout`: QEMU is killed when it passes.
@@ -362,9 +371,13 @@ pub fn run_jobs(
     label: &str,
     stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
+    kernel_package: Option<&str>,
 ) -> Result<(Versions, Vec<JobOutput>)> {
     let qemu_version = ensure_qemu()?;
-    let kernel = ensure_kernel()?;
+    let kernel = match kernel_package {
+        Some(package) => ensure_kernel_package(Some(package))?,
+        None => ensure_kernel()?,
+    };
     let initramfs = project::l1_cache_dir().join(format!("initramfs-{label}.cpio"));
     write_initramfs(artifacts, jobs, &initramfs)?;
 

@@ -21,3 +21,14 @@ pub fn now() -> u64 {
     }
     value
 }
+
+/// The counter's frequency in Hz (CNTFRQ_EL0, readable at EL0 on Linux; the
+/// guest reads the same value).
+pub fn frequency() -> u64 {
+    let value: u64;
+    // SAFETY: reading CNTFRQ_EL0 has no side effects and touches no memory.
+    unsafe {
+        core::arch::asm!("mrs {v}, cntfrq_el0", v = out(reg) value, options(nomem, nostack, preserves_flags));
+    }
+    value
+}

@@ -94,6 +94,8 @@ pub struct RunReport {
     /// The VMM's resident memory apart from guest RAM, in KiB, measured at
     /// the end of the run.
     pub vmm_rss_kib: Option<u64>,
+    /// The guest's virtual timer when the run was stopped (`--timeout`).
+    pub stopped_timer: Option<crate::diagnose::StoppedTimer>,
 }
 
 /// Creates the VM described by `config` and runs it to the end.
@@ -128,6 +130,7 @@ pub fn run(
             let result = run_loop.run(&thread_stop);
             let (stats, phase_stats) = (run_loop.stats, run_loop.phase_stats);
             let timeline = std::mem::take(&mut run_loop.timeline);
+            let stopped_timer = run_loop.stopped_timer;
             let results = bench.then(|| read_results(&vm.ram)).flatten();
             let report = result.map(|outcome| RunReport {
                 outcome,
@@ -137,6 +140,7 @@ pub fn run(
                 timebase: vm.timebase.clone(),
                 results,
                 vmm_rss_kib: rss_apart_from(&vm.ram),
+                stopped_timer,
             });
             // The receiver only goes away if the waiting thread panicked.
             let _ = done_tx.send(());

@@ -39,6 +39,7 @@ use super::{clock, ioctl, kick, KvmError};
 use crate::bench::IrqTimeline;
 use crate::bus::{lock, Access, Bus};
 use crate::devices::gicv2::Gicv2;
+use crate::diagnose::StoppedTimer;
 
 /// How the guest's run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +78,29 @@ pub struct Stats {
     /// `KVM_IRQ_LINE` calls made.
     pub irq_line_calls: u64,
 }
+
+/// The ONE_REG id of an arm64 system register (`ARM64_SYS_REG` in
+/// arch/arm64/include/uapi/asm/kvm.h).
+pub const fn sys_reg_id(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64) -> u64 {
+    KVM_REG_ARM64
+        | KVM_REG_SIZE_U64
+        | (0x0013 << 16)
+        | (op0 << 14)
+        | (op1 << 11)
+        | (crn << 7)
+        | (crm << 3)
+        | op2
+}
+
+/// The guest's CNTV_CTL_EL0 (KVM_REG_ARM_TIMER_CTL).
+pub const KVM_REG_ARM_TIMER_CTL: u64 = sys_reg_id(3, 3, 14, 3, 1);
+/// The guest's CNTV_CVAL_EL0. KVM names it KVM_REG_ARM_TIMER_CVAL and gives
+/// it the encoding (3, 3, 14, 0, 2), which is CNTVCT_EL0's: the uapi swapped
+/// CVAL and CNT long ago and keeps them so.
+pub const KVM_REG_ARM_TIMER_CVAL: u64 = sys_reg_id(3, 3, 14, 0, 2);
+/// The guest's virtual count (KVM_REG_ARM_TIMER_CNT, encoding
+/// (3, 3, 14, 3, 2), swapped with CVAL's as above).
+pub const KVM_REG_ARM_TIMER_CNT: u64 = sys_reg_id(3, 3, 14, 3, 2);
 
 /// A general-purpose core register, for `KVM_{GET,SET}_ONE_REG`.
 #[derive(Clone, Copy, Debug)]
@@ -173,6 +197,10 @@ pub struct VcpuLoop<'a> {
     current: Option<IrqTimeline>,
     finish_current: bool,
     t_return: u64,
+    /// `t_return` of the last exit that reported the virtual timer rising.
+    vtimer_rose_at: Option<u64>,
+    /// The virtual timer's state when the loop was stopped.
+    pub stopped_timer: Option<StoppedTimer>,
 }
 
 impl<'a> VcpuLoop<'a> {
@@ -199,6 +227,8 @@ impl<'a> VcpuLoop<'a> {
             current: None,
             finish_current: false,
             t_return: 0,
+            vtimer_rose_at: None,
+            stopped_timer: None,
         }
     }
 
@@ -225,6 +255,8 @@ impl<'a> VcpuLoop<'a> {
     fn run_inner(&mut self, stop: &AtomicBool) -> Result<Outcome, KvmError> {
         loop {
             if stop.load(Ordering::Acquire) {
+                // Best effort: the diagnosis is a bonus, the stop is what counts.
+                self.stopped_timer = self.stopped_timer().ok();
                 return Ok(Outcome::Stopped);
             }
             self.account_vmm_time();
@@ -279,6 +311,24 @@ impl<'a> VcpuLoop<'a> {
                 self.update_cpu_lines()?;
             }
         }
+    }
+
+    /// The virtual timer as the loop leaves it on a stop: its control and
+    /// compare registers, and whether its level rose on the last exit (the
+    /// one the stop's kick caused).
+    fn stopped_timer(&self) -> Result<StoppedTimer, KvmError> {
+        let read = |id| -> Result<u64, KvmError> {
+            let mut bytes = [0u8; 8];
+            self.vcpu
+                .get_one_reg(id, &mut bytes)
+                .map_err(ioctl("KVM_GET_ONE_REG (guest timer)"))?;
+            Ok(u64::from_le_bytes(bytes))
+        };
+        Ok(StoppedTimer {
+            ctl: read(KVM_REG_ARM_TIMER_CTL)?,
+            cval: read(KVM_REG_ARM_TIMER_CVAL)?,
+            rose_on_stop_exit: self.vtimer_rose_at.filter(|&t| t == self.t_return),
+        })
     }
 
     /// Charges the time since `KVM_RUN` last returned to the interrupt being
@@ -348,6 +398,9 @@ impl<'a> VcpuLoop<'a> {
         }
         self.timer_levels = levels;
         let vtimer = u64::from(KVM_ARM_DEV_EL1_VTIMER);
+        if changed & levels & vtimer != 0 {
+            self.vtimer_rose_at = Some(self.t_return);
+        }
         if self.record_timeline
             && phase == Phase::Vtimer as usize
             && changed & levels & vtimer != 0

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
     kvm_arm_counter_offset, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2,
-    KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET, KVM_REG_ARM64, KVM_REG_SIZE_U64,
+    KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
@@ -104,18 +104,6 @@ mod ioctl_numbers {
 }
 use ioctl_numbers::KVM_ARM_SET_COUNTER_OFFSET;
 
-/// The ONE_REG id of the guest's virtual count (CNTVCT_EL0), which KVM
-/// names KVM_REG_ARM_TIMER_CNT = ARM64_SYS_REG(3, 3, 14, 3, 2) (its op2/CRm
-/// are famously swapped with CVAL's; arch/arm64/include/uapi/asm/kvm.h).
-const KVM_REG_ARM_TIMER_CNT: u64 = KVM_REG_ARM64
-    | KVM_REG_SIZE_U64
-    | (0x0013 << 16)
-    | (3 << 14)
-    | (3 << 11)
-    | (14 << 7)
-    | (3 << 3)
-    | 2;
-
 /// Puts the guest's counter on the VMM's timebase: zero the VM's counter
 /// offset where KVM offers it (before any vCPU runs), so guest CNTVCT_EL0
 /// equals the host count the VMM reads. Returns a description.
@@ -138,7 +126,7 @@ fn zero_counter_offset(kvm: &Kvm, fd: &VmFd) -> Option<String> {
 fn measure_counter_offset(vcpu: &VcpuFd) -> Result<(i64, String), KvmError> {
     let mut bytes = [0u8; 8];
     let before = super::clock::now();
-    vcpu.get_one_reg(KVM_REG_ARM_TIMER_CNT, &mut bytes)
+    vcpu.get_one_reg(super::vcpu::KVM_REG_ARM_TIMER_CNT, &mut bytes)
         .map_err(ioctl("KVM_GET_ONE_REG (guest counter)"))?;
     let after = super::clock::now();
     let guest = u64::from_le_bytes(bytes);
