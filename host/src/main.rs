@@ -45,6 +45,12 @@ struct Args {
     #[arg(long, default_value = "user", value_parser = parse_irqchip)]
     irqchip: IrqchipArg,
 
+    /// Kick the vCPU out of KVM_RUN every this many microseconds: the
+    /// workaround for kernels that do not wake a vCPU waiting in WFI for its
+    /// timer when the irqchip is in userspace (Linux before 4ce98bf0865c).
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    kick_every_us: Option<u64>,
+
     /// The KVM device to use.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
     kvm_device: PathBuf,
@@ -184,7 +190,8 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         boot_args,
         console: Box::new(std::io::stdout()),
     };
-    let report = kvm::run(config, args.timeout, bench)?;
+    let kick_every = args.kick_every_us.map(Duration::from_micros);
+    let report = kvm::run(config, args.timeout, kick_every, bench)?;
     let (outcome, stats) = (report.outcome, report.stats);
     tracing::info!(
         exits = stats.exits,
@@ -227,7 +234,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .and_then(|t| uirq_host::diagnose::missed_wakeup(&t, freq / 20));
             if let Some(late) = late {
                 eprintln!(
-                    "uirq-vmm: the guest's virtual timer had fired {} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases)",
+                    "uirq-vmm: the guest's virtual timer had fired {} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases); `--kick-every-us 1000` works around it",
                     late * 1000 / freq
                 );
             }

@@ -4,8 +4,9 @@
 //! userspace"), a vCPU waiting in WFI was never woken by its timer when the
 //! irqchip is in userspace, so the firmware's timer program hangs. This
 //! boots L1 on such a kernel, Debian's 6.1.170, and checks that the VMM
-//! names the bug when `--timeout` ends the guest, and does not blame the
-//! kernel for a guest that hangs for its own reasons.
+//! names the bug when `--timeout` ends the guest, that it does not blame the
+//! kernel for a guest that hangs for its own reasons, and that the
+//! workaround (`--kick-every-us`) gets the timer program through.
 
 use uirq_abi::exit::VMM_TIMEOUT;
 use uirq_tests::{artifacts, available, preflight, Problem, BATCH_WALL_TIMEOUT};

@@ -102,13 +102,15 @@ pub struct RunReport {
 ///
 /// The vCPU runs on a thread of its own; this thread waits for it. If
 /// `timeout` passes first, the vCPU thread is told to stop and kicked out of
-/// `KVM_RUN`, and the outcome is [`Outcome::Stopped`].
+/// `KVM_RUN`, and the outcome is [`Outcome::Stopped`]. With `kick_every`,
+/// the vCPU is also kicked out of `KVM_RUN` periodically.
 ///
 /// With `bench`, the loop records its timeline of the benchmark's timer
 /// interrupts and the result buffer is copied out of guest RAM at the end.
 pub fn run(
     config: VmConfig,
     timeout: Option<Duration>,
+    kick_every: Option<Duration>,
     bench: bool,
 ) -> Result<RunReport, KvmError> {
     let kvm = vm::open_kvm(&config.kvm_device)?;
@@ -148,8 +150,27 @@ pub fn run(
         })
         .map_err(|e| KvmError::Thread(e.to_string()))?;
 
-    let deadline = timeout.unwrap_or(Duration::MAX);
-    if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(deadline) {
+    // Wait for the vCPU thread; meanwhile kick it every `kick_every` (the
+    // workaround for kernels that do not wake a vCPU in WFI for its timer:
+    // each kick makes KVM_RUN return, which refreshes the timer level).
+    let started = std::time::Instant::now();
+    let timed_out = loop {
+        let left = timeout.map_or(Duration::MAX, |t| t.saturating_sub(started.elapsed()));
+        if left.is_zero() {
+            break true;
+        }
+        match done_rx.recv_timeout(kick_every.map_or(left, |k| k.min(left))) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if kick_every.is_some() {
+                    if let Err(e) = handle.kill(kick::kick_signal()) {
+                        tracing::warn!("cannot signal the vCPU thread: {e}");
+                    }
+                }
+            }
+        }
+    };
+    if timed_out {
         stop.store(true, Ordering::Release);
         // Kick until the thread notices: the handler sets immediate_exit, so
         // one kick is enough, but a retry costs nothing and guards against a
