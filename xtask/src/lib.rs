@@ -33,6 +33,37 @@ pub fn progress(msg: impl std::fmt::Display) {
     eprintln!("xtask: {msg}");
 }
 
+/// Totals of the `cargo test` runs of `cargo xtask test`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Tests that passed.
+    pub passed: u64,
+    /// Tests that failed.
+    pub failed: u64,
+}
+
+impl Tally {
+    /// Adds the counts of a libtest `test result:` line; other lines are
+    /// ignored.
+    pub fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Runs `cmd`, failing with a message that names it when it cannot start or
 /// exits non-zero.
 pub fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
@@ -61,4 +92,27 @@ pub fn output_of(cmd: &mut std::process::Command) -> Result<String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn test_result_lines_are_totalled_and_others_ignored() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 78 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 4.09s");
+        t.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out",
+        );
+        t.add_line("test foo ... ok");
+        t.add_line("running 3 tests");
+        assert_eq!(
+            t,
+            Tally {
+                passed: 81,
+                failed: 2
+            }
+        );
+    }
 }

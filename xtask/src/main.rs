@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xtask::{build, jobs, progress, project, run_checked, toolchain, Result};
+use xtask::{build, jobs, progress, project, run_checked, toolchain, Result, Tally};
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -192,13 +192,16 @@ fn test(rest: &[String]) -> Result<ExitCode> {
             "clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings",
         ]),
     )?;
-    step(
+    let mut tally = Tally::default();
+    test_step(
         "unit tests (workspace)",
         cargo(&["test", "--workspace", "--exclude", "uirq-tests"]),
+        &mut tally,
     )?;
-    step(
+    test_step(
         "unit tests (firmware drivers)",
         guest_cargo(&["test", "--lib"]),
+        &mut tally,
     )?;
 
     let artifacts = build::all()?;
@@ -210,9 +213,10 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     // GICv2); a stale one from an earlier run must not be shown.
     let table = xtask::qemu_plain::table_path();
     let _ = std::fs::remove_file(&table);
-    let e2e_result = step(
+    let e2e_result = test_step(
         "end-to-end tests (firmware on the VMM on KVM, GIC scenarios also on QEMU's GICv2)",
         e2e,
+        &mut tally,
     );
     match std::fs::read_to_string(&table) {
         Ok(text) => eprintln!("\n{text}"),
@@ -220,7 +224,33 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     }
     e2e_result?;
     progress("all checks and tests passed");
+    // One plain closing line with the totals of every test run above.
+    println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Like [`step`] for a `cargo test` run: echoes its output and adds its
+/// `test result:` lines to `tally`.
+fn test_step(what: &str, mut cmd: std::process::Command, tally: &mut Tally) -> Result<()> {
+    use std::io::BufRead;
+    progress(format!("== {what}"));
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: cannot run {shown}: {e}"))?;
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {shown} failed ({status})"))
+    }
 }
 
 fn step(what: &str, mut cmd: std::process::Command) -> Result<()> {
