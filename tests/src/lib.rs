@@ -61,14 +61,18 @@ pub fn artifacts() -> Result<Artifacts, Problem> {
     }
 }
 
+/// VMM argument lists as the job runner takes them.
+pub fn owned(jobs: &[&[&str]]) -> Vec<Vec<String>> {
+    jobs.iter()
+        .map(|j| j.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
 /// Runs `jobs` once per process (the first caller pays) and returns the
 /// batch. `cell` is the test binary's own static.
 pub fn batch<'a>(cell: &'a OnceLock<Batch>, label: &str, jobs: &[&[&str]]) -> &'a Batch {
     cell.get_or_init(|| {
-        let jobs: Vec<Vec<String>> = jobs
-            .iter()
-            .map(|j| j.iter().map(|s| s.to_string()).collect())
-            .collect();
+        let jobs = owned(jobs);
         preflight()?;
         let artifacts = artifacts()?;
         xtask::jobs::run(&artifacts, &jobs, label, None, BATCH_WALL_TIMEOUT)

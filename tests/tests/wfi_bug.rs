@@ -24,13 +24,11 @@ fn a_kernel_that_does_not_wake_a_vcpu_in_wfi_is_named() {
         );
         return;
     }
-    let jobs: Vec<Vec<String>> = [
-        &["--timeout", "4"][..],
+    let jobs = uirq_tests::owned(&[
+        &["--timeout", "4"],
         &["--program", "spin", "--timeout", "2"],
-    ]
-    .iter()
-    .map(|j| j.iter().map(|s| s.to_string()).collect())
-    .collect();
+        &["--kick-every-us", "1000", "--timeout", "120"],
+    ]);
     let outcome = preflight().and_then(|()| {
         xtask::l1::ensure_kernel_package(Some(KERNEL_WITHOUT_FIX)).map_err(Problem::CannotRun)?;
         let artifacts = artifacts()?;

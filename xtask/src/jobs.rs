@@ -5,11 +5,11 @@
 //! L1 costs seconds, a VMM run milliseconds, so batching is what keeps the
 //! end-to-end tests fast.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::l1;
+use crate::process::{run_bounded, Ended};
 use crate::project::{is_native_kvm_host, Artifacts};
 use crate::Result;
 
@@ -122,70 +122,22 @@ fn run_native(
     stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
 ) -> Result<JobResult> {
-    let mut child = Command::new(&artifacts.vmm)
-        .arg("--image")
-        .arg(&artifacts.guest_image)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", artifacts.vmm.display()))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let mut readers = Vec::new();
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        }));
-    }
-    drop(tx);
-    let deadline = Instant::now() + wall_timeout;
     let mut console = String::new();
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "the VMM did not finish within {} s and was stopped",
-                wall_timeout.as_secs()
-            ));
+    let mut cmd = Command::new(&artifacts.vmm);
+    cmd.arg("--image").arg(&artifacts.guest_image).args(args);
+    let ended = run_bounded(&mut cmd, wall_timeout, |_, line| {
+        if let Some(show) = stream {
+            show(&line);
         }
-        match rx.recv_timeout(deadline - now) {
-            Ok(line) => {
-                if let Some(show) = stream {
-                    show(&line);
-                }
-                console.push_str(&line);
-                console.push('\n');
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for the VMM: {e}"))?;
+        console.push_str(&line);
+        console.push('\n');
+    })?;
+    let Ended::Exited(status) = ended else {
+        return Err(format!(
+            "the VMM did not finish within {} s and was stopped",
+            wall_timeout.as_secs()
+        ));
+    };
     let exit_code = status
         .code()
         .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));

@@ -13,12 +13,12 @@
 //! with apt; QEMU is installed with apt when missing (as root on Debian or
 //! Ubuntu; elsewhere the exact command is printed).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cpio::Archive;
+use crate::process::{run_bounded, Ended, Pipe};
 use crate::project::{self, Artifacts};
 use crate::{output_of, progress, run_checked, Result};
 
@@ -31,7 +31,8 @@ pub const KERNEL_PACKAGE: &str = "linux-image-6.12.117+deb12-arm64-unsigned";
 
 /// The Debian package that provides `qemu-system-aarch64`.
 const QEMU_PACKAGE: &str = "qemu-system-arm";
-const QEMU: &str = "qemu-system-aarch64";
+/// The emulator, for the nested environment and for plain runs.
+pub const QEMU: &str = "qemu-system-aarch64";
 
 /// Prefix of the marker lines the L1 init prints (see `uirq-l1-init`).
 pub const MARK: &str = "@@uirq";
@@ -62,6 +63,11 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// True when `qemu-system-aarch64` is installed.
+pub fn qemu_installed() -> bool {
+    have(QEMU)
+}
+
 fn apt_get() -> Command {
     let mut cmd = Command::new("apt-get");
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
@@ -71,7 +77,7 @@ fn apt_get() -> Command {
 /// Makes sure `qemu-system-aarch64` is installed, installing it with apt as
 /// root on Debian/Ubuntu. Returns its version line.
 pub fn ensure_qemu() -> Result<String> {
-    if !have(QEMU) {
+    if !qemu_installed() {
         if !(is_root() && is_debian_like()) {
             return Err(format!(
                 "{QEMU} is not installed; install it (on Debian or Ubuntu: `sudo apt-get install {QEMU_PACKAGE}`) and run again"
@@ -414,41 +420,7 @@ pub fn run_jobs(
     .arg(&kernel)
     .arg("-initrd")
     .arg(&initramfs)
-    .args(["-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"])
-    // No terminal for QEMU: it leaves the user's terminal settings alone, and
-    // Ctrl-C reaches it (same process group) and stops it.
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("QEMU's stdout is not captured")?;
-    let stderr = child.stderr.take().ok_or("QEMU's stderr is not captured")?;
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let out_reader = std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).replace('\r', "");
-                    if tx.send(line.trim_end_matches('\n').to_string()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-
-    let deadline = Instant::now() + wall_timeout;
+    .args(["-append", "console=ttyAMA0 panic=-1 quiet rdinit=/init"]);
     let mut versions = Versions {
         qemu: qemu_version,
         kernel: String::new(),
@@ -458,50 +430,47 @@ pub fn run_jobs(
     let mut done = false;
     let mut other_lines: Vec<String> = Vec::new();
     let mut init_error: Option<String> = None;
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break;
+    let mut qemu_stderr = String::new();
+    // No terminal for QEMU (run_bounded closes its stdin and reads its
+    // output): it leaves the user's terminal settings alone, and Ctrl-C
+    // reaches it (same process group) and stops it.
+    let ended = run_bounded(&mut cmd, wall_timeout, |pipe, line| {
+        if pipe == Pipe::Stderr {
+            qemu_stderr.push_str(&line);
+            qemu_stderr.push('\n');
+            return;
         }
-        match rx.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
-            Ok(line) => match parse_line(&line) {
-                Line::Kernel(release) => versions.kernel = release.to_string(),
-                Line::JobStart(n) if n < outputs.len() => current = Some(n),
-                Line::JobExit(n, code) if n < outputs.len() => {
-                    outputs[n].exit_code = Some(code);
-                    current = None;
-                }
-                Line::Done => done = true,
-                Line::InitError(msg) => init_error = Some(msg.to_string()),
-                _ => match current {
-                    Some(n) => {
-                        if let Some(show) = stream {
-                            show(&line);
-                        }
-                        outputs[n].console.push_str(&line);
-                        outputs[n].console.push('\n');
+        match parse_line(&line) {
+            Line::Kernel(release) => versions.kernel = release.to_string(),
+            Line::JobStart(n) if n < outputs.len() => current = Some(n),
+            Line::JobExit(n, code) if n < outputs.len() => {
+                outputs[n].exit_code = Some(code);
+                current = None;
+            }
+            Line::Done => done = true,
+            Line::InitError(msg) => init_error = Some(msg.to_string()),
+            _ => match current {
+                Some(n) => {
+                    if let Some(show) = stream {
+                        show(&line);
                     }
-                    None => other_lines.push(line),
-                },
+                    outputs[n].console.push_str(&line);
+                    outputs[n].console.push('\n');
+                }
+                None => other_lines.push(line),
             },
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
-    }
-    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
-    let _ = out_reader.join();
-    let qemu_stderr = err_reader.join().unwrap_or_default();
-
-    if timed_out {
-        return Err(format!(
-            "the nested run did not finish within {} s and was stopped{}",
-            wall_timeout.as_secs(),
-            tail(&other_lines)
-        ));
-    }
+    })?;
+    let status = match ended {
+        Ended::Exited(status) => status,
+        Ended::Killed => {
+            return Err(format!(
+                "the nested run did not finish within {} s and was stopped{}",
+                wall_timeout.as_secs(),
+                tail(&other_lines)
+            ))
+        }
+    };
     if let Some(msg) = init_error {
         return Err(format!("the L1 init failed: {msg}"));
     }

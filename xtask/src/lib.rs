@@ -8,6 +8,7 @@
 //! - [`l1`]: the nested environment for machines that are not aarch64 KVM
 //!   hosts: QEMU, the cached Debian arm64 kernel, the generated initramfs.
 //! - [`cpio`]: the `newc` archive writer the initramfs is made with.
+//! - [`process`]: runs a child with a deadline, reading its output.
 //! - [`jobs`]: runs VMM invocations, natively or inside L1, and collects
 //!   their console output and exit codes.
 //! - [`qemu_plain`]: the firmware on QEMU's own emulated GICv2 (no KVM, no
@@ -18,6 +19,7 @@ pub mod build;
 pub mod cpio;
 pub mod jobs;
 pub mod l1;
+pub mod process;
 pub mod project;
 pub mod qemu_plain;
 pub mod toolchain;

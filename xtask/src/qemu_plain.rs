@@ -20,16 +20,15 @@
 //! verdict, which is read from the console. Every run is bounded: QEMU is
 //! killed when the timeout passes.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use uirq_abi::boot::{block, Program};
 
+use crate::l1::QEMU;
+use crate::process::{run_bounded, Ended, Pipe};
 use crate::Result;
-
-const QEMU: &str = "qemu-system-aarch64";
 
 /// Upper bound for one scenario on plain QEMU; they take about a second.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,66 +81,34 @@ pub fn arguments(elf: &Path, program: Program, args: [u64; 2]) -> Vec<String> {
     a
 }
 
-/// Whether `qemu-system-aarch64` can be started here.
-pub fn available() -> bool {
-    Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Runs `elf` as `program` on QEMU's emulated GICv2 and returns what it
 /// printed. QEMU is killed after `timeout`.
 pub fn run(elf: &Path, program: Program, args: [u64; 2], timeout: Duration) -> Result<PlainRun> {
     if !elf.is_file() {
         return Err(format!("no firmware ELF at {}", elf.display()));
     }
-    if !available() {
+    if !crate::l1::qemu_installed() {
         return Err(format!(
             "{QEMU} is not installed (on Debian or Ubuntu: `sudo apt-get install qemu-system-arm`)"
         ));
     }
-    let mut child = Command::new(QEMU)
-        .args(arguments(elf, program, args))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {QEMU}: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("QEMU's stdout is not captured")?;
-    let mut stderr = child.stderr.take().ok_or("QEMU's stderr is not captured")?;
-    let out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for {QEMU}: {e}")),
-        }
-    }
-    let mut console = String::from_utf8_lossy(&out.join().unwrap_or_default()).replace('\r', "");
-    let stderr = err.join().unwrap_or_default();
-    if !stderr.is_empty() {
-        console.push_str(&String::from_utf8_lossy(&stderr));
-    }
+    let mut console = String::new();
+    let mut errors = String::new();
+    let ended = run_bounded(
+        Command::new(QEMU).args(arguments(elf, program, args)),
+        timeout,
+        |pipe, line| {
+            let text = if pipe == Pipe::Stdout {
+                &mut console
+            } else {
+                &mut errors
+            };
+            text.push_str(&line);
+            text.push('\n');
+        },
+    )?;
+    let timed_out = matches!(ended, Ended::Killed);
+    console.push_str(&errors);
     Ok(PlainRun { console, timed_out })
 }
 

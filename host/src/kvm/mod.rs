@@ -153,6 +153,11 @@ pub fn run(
     // Wait for the vCPU thread; meanwhile kick it every `kick_every` (the
     // workaround for kernels that do not wake a vCPU in WFI for its timer:
     // each kick makes KVM_RUN return, which refreshes the timer level).
+    let kick_vcpu = || {
+        if let Err(e) = handle.kill(kick::kick_signal()) {
+            tracing::warn!("cannot signal the vCPU thread: {e}");
+        }
+    };
     let started = std::time::Instant::now();
     let timed_out = loop {
         let left = timeout.map_or(Duration::MAX, |t| t.saturating_sub(started.elapsed()));
@@ -163,9 +168,7 @@ pub fn run(
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if kick_every.is_some() {
-                    if let Err(e) = handle.kill(kick::kick_signal()) {
-                        tracing::warn!("cannot signal the vCPU thread: {e}");
-                    }
+                    kick_vcpu();
                 }
             }
         }
@@ -178,9 +181,7 @@ pub fn run(
         while let Err(mpsc::RecvTimeoutError::Timeout) =
             done_rx.recv_timeout(Duration::from_millis(20))
         {
-            if let Err(e) = handle.kill(kick::kick_signal()) {
-                tracing::warn!("cannot signal the vCPU thread: {e}");
-            }
+            kick_vcpu();
         }
     }
     handle
