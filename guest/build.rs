@@ -5,12 +5,13 @@
 //!   makes sense for the bare-metal target, so a build for the build machine
 //!   (where `main.rs` is a stub) gets nothing.
 //! - The script `INCLUDE`s `uirq-memory.ld`, written here from the `uirq-abi`
-//!   crate: the RAM base and size have one definition, shared with the VMM.
+//!   crate: the RAM base and size, the boot block, the result buffer and the
+//!   number of CPUs have one definition, shared with the VMM.
 
 use std::{env, fs, path::PathBuf};
 
 use uirq_abi::{
-    boot::block,
+    boot::{block, MAX_CPUS},
     layout::{IMAGE_LOAD_ADDR, RAM_SIZE_DEFAULT},
 };
 
@@ -28,7 +29,8 @@ fn main() {
          RAM_BASE = {IMAGE_LOAD_ADDR:#x};\n\
          RAM_SIZE = {RAM_SIZE_DEFAULT:#x};\n\
          BOOT_BLOCK_ADDR = {:#x};\n\
-         RESULTS_ADDR = {:#x};\n",
+         RESULTS_ADDR = {:#x};\n\
+         MAX_CPUS = {MAX_CPUS};\n",
         block::ADDR,
         uirq_abi::bench::RESULTS_ADDR
     );

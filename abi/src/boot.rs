@@ -13,6 +13,17 @@
 //! for a [`block`] in guest RAM, which QEMU's loader device can write; with
 //! none it runs [`Program::Timer`] with its defaults, so zero is never a
 //! program of its own.
+//!
+//! The registers above are those of the *boot* CPU. Every other CPU starts
+//! powered off; the firmware starts the ones it needs itself with PSCI
+//! `CPU_ON` (up to [`MAX_CPUS`]), and [`Program::min_cpus`] says how many
+//! a program needs.
+
+/// The most CPUs the firmware uses: a GICv2 serves at most eight CPU
+/// interfaces (IHI 0048B, 1.3: "up to eight processors"). The firmware
+/// reserves a stack for each and identifies CPU `i` by
+/// `MPIDR_EL1.Aff0 = i`, which both KVM and QEMU `virt` give vCPU `i`.
+pub const MAX_CPUS: usize = 8;
 
 /// A program the firmware can run, chosen by the VMM with `x0`.
 ///
@@ -36,6 +47,15 @@ pub enum Program {
     /// (default [`crate::bench::DEFAULT_SAMPLES`]), `x2` warm-up samples
     /// (default [`crate::bench::DEFAULT_WARMUP`]).
     Bench = 4,
+    /// Every core takes its own virtual-timer ticks (PPI 27 is banked per
+    /// core). `x1`: ticks per core (default [`DEFAULT_TICKS`]); `x2`: period
+    /// in microseconds (default [`DEFAULT_PERIOD_US`]).
+    SmpTimer = 5,
+    /// Cores exchange SGIs carrying sequence numbers and count lost ones.
+    /// `x1`: total number of IPIs (default [`DEFAULT_IPIS`]); `x2`: how long
+    /// a sender waits for an acknowledgement, in microseconds (default
+    /// [`DEFAULT_IPI_TIMEOUT_US`]).
+    IpiStress = 6,
     /// Scenario: one-shot virtual timer (TVAL), exactly one interrupt.
     OneShot = 16,
     /// Scenario: the EL1 physical timer through PPI 30.
@@ -61,12 +81,30 @@ pub enum Program {
     /// Scenario: register read-back rules (read-only, RAZ/WI, masks, byte
     /// access).
     RegisterRules = 26,
+    /// SMP scenario: SGI target lists and the three `GICD_SGIR` filters,
+    /// observed on the right CPUs only, with the source CPU in `GICC_IAR`.
+    SgiSmp = 32,
+    /// SMP scenario: one SGI pending from two sources at once on one CPU,
+    /// acknowledged twice, each time with its own source.
+    SgiSources = 33,
+    /// SMP scenario: `GICD_ITARGETSR0`-`7` read as each CPU's own bit; SPIs
+    /// routed by `GICD_ITARGETSR`, and re-routed at run time.
+    SpiRoute = 34,
+    /// SMP scenario: an SPI targeted at several CPUs is taken by exactly
+    /// one of them (the 1-N model).
+    SpiOneOfN = 35,
 }
 
 /// Ticks the timer program takes when `x1` is zero.
 pub const DEFAULT_TICKS: u64 = 10;
 /// Timer period in microseconds when `x2` is zero.
 pub const DEFAULT_PERIOD_US: u64 = 10_000;
+/// IPIs `ipi-stress` sends when `x1` is zero.
+pub const DEFAULT_IPIS: u64 = 20_000;
+/// How long an `ipi-stress` sender waits for an acknowledgement when `x2`
+/// is zero: generous, because nested emulation stalls vCPUs for
+/// milliseconds at times.
+pub const DEFAULT_IPI_TIMEOUT_US: u64 = 200_000;
 
 /// The boot block: the other way to choose a program, for loaders that
 /// cannot set registers.
@@ -133,7 +171,7 @@ pub mod block {
 pub use block::MAGIC as BOOT_BLOCK_MAGIC;
 
 /// (program, command-line name, summary), in number order.
-const TABLE: [(Program, &str, &str); 15] = [
+const TABLE: [(Program, &str, &str); 21] = [
     (
         Program::Timer,
         "timer",
@@ -153,6 +191,16 @@ const TABLE: [(Program, &str, &str); 15] = [
         Program::Bench,
         "bench",
         "interrupt latency benchmark (used by `cargo xtask bench-latency`)",
+    ),
+    (
+        Program::SmpTimer,
+        "smp-timer",
+        "every core takes its own virtual-timer ticks (needs --cpus 2 or more to mean much)",
+    ),
+    (
+        Program::IpiStress,
+        "ipi-stress",
+        "cores exchange numbered SGIs; lost IPIs are detected and counted (needs --cpus 2+)",
     ),
     (
         Program::OneShot,
@@ -205,6 +253,26 @@ const TABLE: [(Program, &str, &str); 15] = [
         "regs",
         "scenario: register read-back rules",
     ),
+    (
+        Program::SgiSmp,
+        "sgi-smp",
+        "scenario: SGI target lists and filters across CPUs, source ids (3+ CPUs)",
+    ),
+    (
+        Program::SgiSources,
+        "sgi-sources",
+        "scenario: one SGI pending from two sources, two acknowledges (2+ CPUs)",
+    ),
+    (
+        Program::SpiRoute,
+        "spi-route",
+        "scenario: ITARGETSR banking, SPI routing and re-routing (2+ CPUs)",
+    ),
+    (
+        Program::SpiOneOfN,
+        "spi-1ofn",
+        "scenario: an SPI targeting several CPUs is taken by exactly one (2+ CPUs)",
+    ),
 ];
 
 impl Program {
@@ -219,10 +287,35 @@ impl Program {
         all
     };
 
-    /// The GIC scenarios: programs that check one behaviour each and report
-    /// pass or fail.
+    /// The single-CPU GIC scenarios: programs that check one behaviour each
+    /// and report pass or fail (numbers 16 to 31).
     pub fn scenarios() -> impl Iterator<Item = Program> {
-        Self::ALL.into_iter().filter(|p| p.number() >= 16)
+        Self::ALL
+            .into_iter()
+            .filter(|p| (16..32).contains(&p.number()))
+    }
+
+    /// The SMP GIC scenarios (numbers 32 and up): like [`Program::scenarios`],
+    /// but they need several CPUs ([`Program::min_cpus`]).
+    pub fn smp_scenarios() -> impl Iterator<Item = Program> {
+        Self::ALL.into_iter().filter(|p| p.number() >= 32)
+    }
+
+    /// Every GIC scenario, single-CPU and SMP: the programs whose verdict
+    /// is one `scenario <name>: PASS` or `FAIL` line.
+    pub fn is_scenario(self) -> bool {
+        self.number() >= 16
+    }
+
+    /// How many CPUs the program needs. With fewer it fails at once and
+    /// says so; with more, the extra CPUs stay powered off (`smp-timer`
+    /// and `ipi-stress` use every CPU the GIC reports).
+    pub const fn min_cpus(self) -> usize {
+        match self {
+            Program::IpiStress | Program::SgiSources | Program::SpiRoute | Program::SpiOneOfN => 2,
+            Program::SgiSmp => 3,
+            _ => 1,
+        }
     }
 
     /// The program numbered `n`; 0 means the default, [`Program::Timer`].
@@ -312,5 +405,26 @@ mod tests {
         }
         assert_eq!(Program::scenarios().count(), 11);
         assert!(Program::scenarios().all(|p| p.summary().starts_with("scenario: ")));
+        assert!(Program::scenarios().all(|p| p.min_cpus() == 1 && p.is_scenario()));
+        assert!(Program::smp_scenarios().eq([
+            Program::SgiSmp,
+            Program::SgiSources,
+            Program::SpiRoute,
+            Program::SpiOneOfN
+        ]));
+        assert!(Program::smp_scenarios().all(|p| p.summary().starts_with("scenario: ")));
+        assert!(Program::smp_scenarios().all(|p| p.min_cpus() >= 2 && p.is_scenario()));
+    }
+
+    #[test]
+    fn smp_programs_and_cpu_needs() {
+        assert_eq!(Program::from_name("smp-timer"), Some(Program::SmpTimer));
+        assert_eq!(Program::SmpTimer.number(), 5);
+        assert_eq!(Program::IpiStress.number(), 6);
+        assert_eq!(Program::SmpTimer.min_cpus(), 1);
+        assert_eq!(Program::IpiStress.min_cpus(), 2);
+        assert_eq!(Program::SgiSmp.min_cpus(), 3);
+        assert!(Program::ALL.iter().all(|p| p.min_cpus() <= MAX_CPUS));
+        assert!(!Program::IpiStress.is_scenario());
     }
 }

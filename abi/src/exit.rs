@@ -65,6 +65,9 @@ pub const VMM_ERROR: i32 = 125;
 /// VMM exit code when the guest stopped in a way that carries no status
 /// (a reset request, a crash report from KVM).
 pub const VMM_GUEST_ABNORMAL: i32 = 126;
+/// VMM exit code when SIGINT (Ctrl-C) or SIGTERM stopped the run: 128 +
+/// SIGINT, as shells report a process Ctrl-C ended.
+pub const VMM_INTERRUPTED: i32 = 130;
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,8 @@ pub const GICC_SIZE: u64 = 0x2000;
 pub const UART_BASE: u64 = 0x0900_0000;
 /// Size of the PL011 register frame.
 pub const UART_SIZE: u64 = 0x1000;
+/// The PL011's interrupt: SPI 1, interrupt id 33, as on QEMU's `virt`.
+pub const UART_SPI: u32 = 1;
 
 /// Base of guest RAM. The firmware image is loaded here and entered at its
 /// first byte.

@@ -71,10 +71,12 @@ impl Anomaly for MmioSample {
     }
 }
 
-// The writer stores each struct with one volatile write. With the MMU off
-// every data access is to Device memory, where an access that is not
-// aligned to its own size faults; the compiler may store a 16-byte struct
-// with one 128-bit register, so every record must be 16-byte aligned.
+// The writer stores each struct with one volatile write, which the compiler
+// may make one 128-bit store. The buffer is Normal memory (the identity map
+// makes all of RAM Normal), where that would be fine at any alignment; but
+// the same writer must also work on Device memory (with the MMU off, or if
+// the map ever changes), where an access not aligned to its own size
+// faults. So every record is 16-byte aligned.
 const _: () = {
     assert!(RESULTS_ADDR % 16 == 0);
     assert!(VTIMER_OFFSET % 16 == 0 && SGI_OFFSET % 16 == 0 && MMIO_OFFSET % 16 == 0);

@@ -5,9 +5,11 @@
 //! firmware turns an address into a driver, so the `unsafe` of doing so is
 //! argued once, here.
 //!
-//! Why it is sound: the MMU is off, so these physical addresses are used as
-//! they are and every access to them is a Device-memory access that the
-//! hardware (or the VMM, through an MMIO exit) answers. No Rust object lives
+//! Why it is sound: the identity map (`uirq_guest::mmu`) maps the first
+//! gigabyte, where all these devices are, virtual = physical as
+//! Device-nGnRE memory, so these addresses reach the devices as they are and
+//! every access is a Device-memory access, made exactly as the program
+//! makes it, that the hardware (or the VMM, through an MMIO exit) answers. No Rust object lives
 //! there, and the drivers only ever use single volatile loads and stores, so
 //! handing out several handles to one device cannot break Rust's aliasing
 //! rules.

@@ -16,7 +16,9 @@
 //! This firmware runs at EL1 on SP_EL1 and only ever unmasks IRQs, so the
 //! only expected entry is **IRQ, current EL with SP_ELx (0x280)**. Every
 //! other entry reports the exception (kind, `ESR_EL1`, `ELR_EL1`,
-//! `FAR_EL1`) and powers off with `Status::Exception`.
+//! `FAR_EL1`, and which core took it) and powers off with
+//! `Status::Exception`. Every core uses the same table (`VBAR_EL1` is
+//! per-core state, which `boot.rs` sets on each), on its own stack.
 //!
 //! # The IRQ entry
 //!
@@ -32,16 +34,17 @@
 //!    function to preserve the *low 64 bits* of `v8`-`v15`, and interrupted
 //!    code may hold 128-bit values in them, so they are saved whole too.
 //!    `x19`-`x28` are preserved by the Rust handler itself (callee-saved).
-//! 3. Call the Rust handler with the timestamp, restore, `eret`.
+//! 3. Call the Rust handler with the timestamp (which hands it to the
+//!    handler the running program registered for this core, `irq.rs`),
+//!    restore, `eret`.
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use aarch64_cpu::registers::{Readable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1};
 use uirq_abi::exit::Status;
 use uirq_guest::esr;
 
-use crate::{programs, psci};
+use crate::{psci, smp};
 
 global_asm!(
     r#"
@@ -173,43 +176,11 @@ __irq_save_call_restore:
     irq = sym irq,
 );
 
-/// Which program's handler takes IRQs.
-///
-/// A program that unmasks IRQs routes them to itself first, with
-/// [`route_irqs_to`]; until then an IRQ is unexpected and is reported like
-/// any other unexpected exception.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum IrqRoute {
-    /// No program has claimed IRQs.
-    Unrouted = 0,
-    /// `programs::timer`.
-    Timer = 1,
-    /// `programs::bench`.
-    Bench = 2,
-    /// `programs::scenarios`.
-    Scenario = 3,
-}
-
-/// The current [`IrqRoute`], as a number (one writer, before IRQs are
-/// unmasked; read by the vector).
-static IRQ_ROUTE: AtomicU8 = AtomicU8::new(IrqRoute::Unrouted as u8);
-
-/// Sends every IRQ from now on to `route`'s handler. Call before unmasking.
-pub fn route_irqs_to(route: IrqRoute) {
-    IRQ_ROUTE.store(route as u8, Ordering::Release);
-}
-
 /// The Rust half of the IRQ entry. `entry_ticks` is `CNTVCT_EL0` as read by
-/// the vector's second instruction.
+/// the vector's second instruction. Which code handles the IRQ is up to the
+/// program running on this core (`irq.rs`).
 extern "C" fn irq(entry_ticks: u64) {
-    match IRQ_ROUTE.load(Ordering::Acquire) {
-        r if r == IrqRoute::Timer as u8 => programs::timer::on_irq(entry_ticks),
-        r if r == IrqRoute::Bench as u8 => programs::bench::on_irq(entry_ticks),
-        r if r == IrqRoute::Scenario as u8 => programs::scenarios::on_irq(entry_ticks),
-        // Index 5 of the vector table: IRQ, current EL with SP_ELx.
-        _ => unexpected_exception(5),
-    }
+    crate::irq::dispatch(entry_ticks);
 }
 
 /// What each of the 16 vector entries is for, by index.
@@ -236,11 +207,15 @@ const KINDS: [&str; 16] = [
 ///
 /// `FAR_EL1` is only meaningful for aborts and alignment faults; it is
 /// printed regardless, with that caveat.
-extern "C" fn unexpected_exception(index: u64) -> ! {
+pub extern "C" fn unexpected_exception(index: u64) -> ! {
     let kind = KINDS.get(index as usize).copied().unwrap_or("?");
     let esr = ESR_EL1.get();
     let ec = esr::exception_class(esr);
-    println!("uirq-guest: unexpected exception: {kind}");
+    let _console = crate::console::lock();
+    println!(
+        "uirq-guest: unexpected exception on core {}: {kind}",
+        smp::core_id()
+    );
     println!(
         "  ESR_EL1  = {esr:#018x} (EC {ec:#04x}: {})",
         esr::describe_class(ec)

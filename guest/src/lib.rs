@@ -13,6 +13,12 @@
 //! - [`drivers::marker`], [`bench`]: the latency benchmark's phase marker,
 //!   argument and sample checks, and result-buffer writer.
 //! - [`esr`]: decoding the syndrome of an unexpected exception.
+//! - [`mmu`]: the identity map and the MMU register values every core
+//!   loads before anything else.
+//! - [`psci_codes`]: PSCI function ids and return codes (starting other
+//!   cores).
+//! - [`ipi`]: the `ipi-stress` program's shares, targets, verdict and
+//!   summary line.
 #![cfg_attr(not(test), no_std)]
 
 pub mod drivers {
@@ -27,6 +33,9 @@ pub mod drivers {
 }
 pub mod bench;
 pub mod esr;
+pub mod ipi;
+pub mod mmu;
+pub mod psci_codes;
 pub mod report;
 pub mod stats;
 

@@ -3,14 +3,20 @@
 //!
 //! Read it top-down:
 //!
-//! 1. [`boot`]: `_start`, the first instruction of the image: stack, BSS,
-//!    FP/SIMD, exception vectors, then [`main`].
+//! 1. [`boot`]: `_start`, the first instruction of the image: MMU on
+//!    (`uirq_guest::mmu`), stack, BSS, FP/SIMD, exception vectors, then
+//!    [`main`]; and `_secondary_start`, where the other cores begin.
 //! 2. [`main`]: picks a program from the boot registers (`uirq_abi::boot`).
 //! 3. [`programs::timer`]: the default program, GIC and timer set-up, the
 //!    wait loop and the interrupt handler.
 //! 4. [`exceptions`]: the vector table, the IRQ entry that saves the
-//!    interrupted state, and the report for every unexpected exception.
-//! 5. [`psci`]: how every run ends, PSCI SYSTEM_OFF with a status.
+//!    interrupted state, and the report for every unexpected exception;
+//!    [`irq`]: the per-core table of IRQ handlers the vector calls.
+//! 5. [`smp`]: the other cores: how many, PSCI CPU_ON, their set-up, and a
+//!    mailbox to give them work; the SMP programs ([`programs::smp_timer`],
+//!    [`programs::ipi_stress`], the SMP scenarios) build on it.
+//! 6. [`psci`]: PSCI calls, and how every run ends, SYSTEM_OFF with a
+//!    status.
 //!
 //! The drivers and everything that can be tested off-target live in the
 //! library (`src/lib.rs`). On the build machine this file compiles to a stub.
@@ -26,9 +32,13 @@ mod boot;
 #[cfg(target_os = "none")]
 mod exceptions;
 #[cfg(target_os = "none")]
+mod irq;
+#[cfg(target_os = "none")]
 mod programs;
 #[cfg(target_os = "none")]
 mod psci;
+#[cfg(target_os = "none")]
+mod smp;
 
 #[cfg(target_os = "none")]
 use uirq_abi::{boot::Program, exit::Status};
@@ -42,6 +52,7 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
     use aarch64_cpu::registers::{CurrentEL, Readable};
 
     board::uart().init();
+    smp::init_this_core();
 
     // Everything here (VBAR_EL1, the EL1 virtual timer, PSCI through HVC)
     // assumes EL1. At EL2 an HVC would trap to ourselves through a vector
@@ -68,6 +79,8 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
         Some(Program::Spin) => programs::spin::run(),
         Some(Program::Fault) => programs::fault::run(),
         Some(Program::Bench) => programs::bench::run(x1, x2),
+        Some(Program::SmpTimer) => programs::smp_timer::run(x1, x2),
+        Some(Program::IpiStress) => programs::ipi_stress::run(x1, x2),
         // Every other program is a GIC scenario.
         Some(scenario) => programs::scenarios::run(scenario),
         None => {
@@ -85,7 +98,7 @@ fn boot_block() -> Option<(u64, u64, u64)> {
     let words: [u64; block::WORDS] = core::array::from_fn(|i| {
         let address = (block::ADDR as usize) + 8 * i;
         // SAFETY: the boot block page is guest RAM reserved for it (the
-        // linker script asserts that the image, BSS and stack end below it),
+        // linker script asserts that the image, BSS and stacks end below it),
         // 8-byte aligned, and nothing in the firmware refers to it. A
         // volatile read, because a loader, not this program, wrote it.
         unsafe { core::ptr::read_volatile(address as *const u64) }

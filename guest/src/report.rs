@@ -1,10 +1,11 @@
-//! What the timer program concludes, and how it says so.
+//! What the timer programs conclude, and how they say so.
 //!
-//! The summary line is read by the VMM's end-to-end tests, so its format is
-//! pinned by a unit test here:
+//! The summary lines are read by the VMM's end-to-end tests, so their format
+//! is pinned by unit tests here:
 //!
 //! ```text
 //! timer: 10 interrupts, latency min/median/max = 41000/52000/98000 ns
+//! smp-timer: core 1: 10 interrupts, latency min/median/max = 41000/52000/98000 ns
 //! ```
 
 use core::fmt;
@@ -102,9 +103,34 @@ pub fn write_timer_summary(
     interrupts: u64,
     latency_ns: Option<Summary>,
 ) -> fmt::Result {
+    write_latency_summary(w, format_args!("timer"), interrupts, latency_ns)
+}
+
+/// Writes the `smp-timer` program's line for one core (without the
+/// newline), in the same format as the timer program's summary.
+pub fn write_smp_timer_core(
+    w: &mut impl fmt::Write,
+    core: usize,
+    interrupts: u64,
+    latency_ns: Option<Summary>,
+) -> fmt::Result {
+    write_latency_summary(
+        w,
+        format_args!("smp-timer: core {core}"),
+        interrupts,
+        latency_ns,
+    )
+}
+
+fn write_latency_summary(
+    w: &mut impl fmt::Write,
+    prefix: fmt::Arguments<'_>,
+    interrupts: u64,
+    latency_ns: Option<Summary>,
+) -> fmt::Result {
     write!(
         w,
-        "timer: {interrupts} interrupts, latency min/median/max = "
+        "{prefix}: {interrupts} interrupts, latency min/median/max = "
     )?;
     match latency_ns {
         Some(summary) => write!(w, "{summary} ns"),
@@ -132,6 +158,12 @@ mod tests {
         line.clear();
         write_timer_summary(&mut line, 0, None).unwrap();
         assert_eq!(line, "timer: 0 interrupts, latency min/median/max = n/a");
+        line.clear();
+        write_smp_timer_core(&mut line, 1, 10, Some(ns)).unwrap();
+        assert_eq!(
+            line,
+            "smp-timer: core 1: 10 interrupts, latency min/median/max = 41000/52000/98000 ns"
+        );
     }
 
     #[test]

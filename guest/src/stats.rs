@@ -2,16 +2,19 @@
 //!
 //! # Sharing with an interrupt handler without locks
 //!
-//! The firmware runs on one core. Its main code and its IRQ handler share
-//! state, and the handler can run between any two instructions of the main
-//! code (whenever IRQs are unmasked). Everything shared here is an atomic,
-//! so that is sound, and each value has **one writer**: the handler records,
-//! the main code only reads. With one writer a plain `load` then `store`
-//! cannot lose an update, so no read-modify-write atomic (`fetch_add`,
-//! `compare_exchange`) is needed. That matters with the MMU off: all memory
-//! is then Device memory, and whether the exclusive-access instructions
-//! those operations compile to (`LDXR`/`STXR` on Armv8.0) work on Device
-//! memory is IMPLEMENTATION DEFINED. Plain loads and stores always work.
+//! A program's main code and its IRQ handler share state, and the handler
+//! can run between any two instructions of the main code (whenever IRQs are
+//! unmasked). Everything shared here is an atomic, so that is sound, and
+//! each value has **one writer**: one core's handler (or its main code)
+//! records, everyone else only reads. With one writer a plain `load` then
+//! `store` cannot lose an update, so no read-modify-write atomic
+//! (`fetch_add`, `compare_exchange`) is needed, and the types work the same
+//! whether the memory is cached Normal memory (the MMU on, as the firmware
+//! runs) or Device memory (MMU off), where the exclusive-access
+//! instructions those operations compile to are IMPLEMENTATION DEFINED.
+//! With several cores, each keeps its own copy (an array indexed by core),
+//! and readers on other cores see a value once the writer has published it
+//! (`Release` stores, `Acquire` loads).
 
 use core::{
     fmt,
@@ -107,6 +110,88 @@ impl<const N: usize> Default for SampleLog<N> {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A uniform random sample of at most `N` of all the values offered to it
+/// (reservoir sampling, Vitter's "Algorithm R"), with one writer.
+///
+/// The first `N` values are kept; after that, the `k`-th value offered
+/// replaces a random kept one with probability `N / k`, so at any time
+/// every value offered so far is in the reservoir with the same probability.
+/// Percentiles of the reservoir estimate those of everything offered,
+/// without storing everything. The random numbers come from a xorshift
+/// generator with a fixed seed, so a run is reproducible.
+pub struct Reservoir<const N: usize> {
+    kept: SampleLog<N>,
+    offered: AtomicU64,
+    /// The generator's state; 0 until the first random number is drawn
+    /// (so that an empty reservoir is all zeros and a `static` of it lives
+    /// in BSS, not in the image).
+    rng: AtomicU64,
+}
+
+/// The generator's first state (xorshift needs a non-zero one).
+const RESERVOIR_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl<const N: usize> Reservoir<N> {
+    /// An empty reservoir.
+    pub const fn new() -> Self {
+        Self {
+            kept: SampleLog::new(),
+            offered: AtomicU64::new(0),
+            rng: AtomicU64::new(0),
+        }
+    }
+
+    /// Offers `sample`. Only the reservoir's single writer may call this.
+    pub fn offer(&self, sample: i64) {
+        let offered = self.offered.load(Ordering::Relaxed) + 1;
+        self.offered.store(offered, Ordering::Relaxed);
+        if self.kept.push(sample) {
+            return;
+        }
+        // xorshift64 (Marsaglia): a full-period generator over non-zero
+        // 64-bit states.
+        let mut x = match self.rng.load(Ordering::Relaxed) {
+            0 => RESERVOIR_SEED,
+            x => x,
+        };
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        let j = x % offered;
+        if let Ok(j) = usize::try_from(j) {
+            if j < N {
+                self.kept.samples[j].store(sample, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many values were offered in all.
+    pub fn offered(&self) -> u64 {
+        self.offered.load(Ordering::Relaxed)
+    }
+
+    /// Copies the kept values to the front of `out` and returns that part.
+    pub fn copy_to<'a>(&self, out: &'a mut [i64]) -> &'a mut [i64] {
+        self.kept.copy_to(out)
+    }
+}
+
+impl<const N: usize> Default for Reservoir<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `permille`-th per-mille of `sorted` (ascending), nearest-rank
+/// method: the smallest sample with at least `permille` / 1000 of all
+/// samples at or below it. `None` for no samples.
+pub fn percentile(sorted: &[i64], permille: u32) -> Option<i64> {
+    let n = sorted.len() as u64;
+    let rank = (u64::from(permille.min(1000)) * n).div_ceil(1000).max(1);
+    sorted.get(usize::try_from(rank - 1).ok()?).copied()
 }
 
 /// Minimum, median and maximum of a set of samples.
@@ -218,6 +303,52 @@ mod tests {
             i64::MAX,
             "no overflow"
         );
+    }
+
+    #[test]
+    fn reservoir_keeps_the_first_n_then_samples() {
+        let r = Reservoir::<4>::new();
+        for v in 0..4 {
+            r.offer(v);
+        }
+        let mut out = [0; 8];
+        assert_eq!(r.copy_to(&mut out), &[0, 1, 2, 3]);
+        for v in 4..10_000 {
+            r.offer(v);
+        }
+        assert_eq!(r.offered(), 10_000);
+        let kept = r.copy_to(&mut out);
+        assert_eq!(kept.len(), 4);
+        // Late values replace early ones: a uniform sample of 0..10000 is
+        // very unlikely to be all below 100.
+        assert!(kept.iter().any(|&v| v >= 100), "{kept:?}");
+    }
+
+    #[test]
+    fn reservoir_is_roughly_uniform() {
+        // 1000 values, 100 kept: about half of them from the upper half.
+        let r = Reservoir::<100>::new();
+        for v in 0..1000 {
+            r.offer(v);
+        }
+        let mut out = [0; 100];
+        let upper = r.copy_to(&mut out).iter().filter(|&&v| v >= 500).count();
+        assert!(
+            (30..=70).contains(&upper),
+            "{upper} of 100 from the upper half"
+        );
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let sorted: std::vec::Vec<i64> = (1..=100).collect();
+        assert_eq!(percentile(&sorted, 500), Some(50));
+        assert_eq!(percentile(&sorted, 990), Some(99));
+        assert_eq!(percentile(&sorted, 1000), Some(100));
+        assert_eq!(percentile(&sorted, 0), Some(1));
+        assert_eq!(percentile(&[7], 990), Some(7));
+        assert_eq!(percentile(&[1, 2, 3], 500), Some(2));
+        assert_eq!(percentile(&[], 500), None);
     }
 
     #[test]

@@ -4,20 +4,30 @@
 //!
 //! - [`bench`](mod@bench) decodes the benchmark's result buffer and computes
 //!   statistics.
-//! - [`diagnose`] explains a guest that had to be stopped (a kernel that
-//!   does not wake a vCPU in WFI for its timer).
 //! - [`bus`], [`devices`] and [`memory`] are plain Rust with no KVM in them.
 //!   They build and are unit-tested on any machine, and they are what a
 //!   hostile guest talks to, so they are also property-tested and fuzzed.
+//! - [`irqchip`] shares the GIC model between vCPU threads and keeps, per
+//!   CPU, the IRQ/FIQ levels KVM last heard: who must call `KVM_IRQ_LINE`,
+//!   and whom to kick.
+//! - [`exit`] serves one exit from `KVM_RUN` as a plain function of the exit
+//!   and the device state, so exit handling is tested without KVM.
+//! - [`probe`] is the interface through which a run is watched, and
+//!   [`probes`] the watchers: the benchmark's accounting, and the diagnosis
+//!   of a guest that had to be stopped (a kernel that does not wake a vCPU in
+//!   WFI for its timer).
 //! - `kvm` (aarch64 only) is the glue to the kernel: it creates the VM
-//!   without a vGIC, runs the vCPU, and turns exits into calls on the bus and
-//!   on the GIC model.
+//!   without a vGIC, runs one thread per vCPU, and turns exits into calls on
+//!   the bus and on the GIC model.
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod bus;
 pub mod devices;
-pub mod diagnose;
+pub mod exit;
+pub mod irqchip;
 #[cfg(target_arch = "aarch64")]
 pub mod kvm;
 pub mod memory;
+pub mod probe;
+pub mod probes;

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use uirq_abi::boot::{Program, DEFAULT_PERIOD_US, DEFAULT_TICKS};
+use uirq_abi::boot::{
+    Program, DEFAULT_IPIS, DEFAULT_IPI_TIMEOUT_US, DEFAULT_PERIOD_US, DEFAULT_TICKS,
+};
 use uirq_abi::exit::VMM_ERROR;
+use uirq_host::irqchip::Injection;
 
 /// Run the uirq guest firmware on KVM with a userspace GICv2.
 #[derive(Debug, Parser)]
@@ -24,11 +27,34 @@ struct Args {
     #[arg(long, default_value = "timer", value_parser = parse_program)]
     program: Program,
 
-    /// Number of timer interrupts the `timer` program takes.
+    /// Number of vCPUs, 1 to 8 (a GICv2 has at most eight CPU interfaces).
+    /// vCPU 0 boots the firmware; the others wait, powered off, for the
+    /// guest's PSCI CPU_ON.
+    #[arg(long, default_value_t = 1, value_parser = parse_cpus)]
+    cpus: usize,
+
+    /// Number of timer interrupts the `timer` program takes (per core for
+    /// `smp-timer`).
     #[arg(long, default_value_t = DEFAULT_TICKS, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     ticks: u64,
 
-    /// Timer period of the `timer` program, in microseconds.
+    /// Number of IPIs the `ipi-stress` program sends, over all cores.
+    #[arg(long, default_value_t = DEFAULT_IPIS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    ipis: u64,
+
+    /// How long an `ipi-stress` sender waits for each acknowledgement before
+    /// it has the receiver check for a lost IPI, in microseconds.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_IPI_TIMEOUT_US, value_parser = clap::value_parser!(u64).range(1_000..=60_000_000))]
+    ipi_timeout_us: u64,
+
+    /// Who calls KVM_IRQ_LINE for a vCPU: `owner` (only that vCPU's own
+    /// thread, which other threads kick; race-free) or `cross-thread`
+    /// (whichever thread changed the GIC's output: loses interrupts on
+    /// current kernels, kept to reproduce that).
+    #[arg(long, value_name = "MODE", default_value = "owner", value_parser = parse_injection)]
+    irq_injection: Injection,
+
+    /// Timer period of the `timer` and `smp-timer` programs, in microseconds.
     #[arg(long, default_value_t = DEFAULT_PERIOD_US, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     period_us: u64,
 
@@ -90,6 +116,25 @@ fn parse_irqchip(s: &str) -> Result<IrqchipArg, String> {
     }
 }
 
+fn parse_cpus(s: &str) -> Result<usize, String> {
+    const MAX: usize = uirq_host::devices::gicv2::MAX_CPUS;
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        Ok(_) => Err(format!(
+            "must be 1 to {MAX}: a GICv2 has at most {MAX} CPU interfaces"
+        )),
+        Err(_) => Err("not a number of vCPUs".into()),
+    }
+}
+
+fn parse_injection(s: &str) -> Result<Injection, String> {
+    match s {
+        "owner" => Ok(Injection::OwnerThread),
+        "cross-thread" => Ok(Injection::CrossThread),
+        _ => Err("expected `owner` or `cross-thread`".into()),
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
@@ -107,7 +152,8 @@ fn programs_help() -> String {
     }
     s.push_str(
         "\nExit code: the guest's status (0 success, 1 check failed, 2 unexpected exception,\n\
-         3 firmware panic, 4 unknown program), 124 timeout, 125 VMM error, 126 guest reset or crash.",
+         3 firmware panic, 4 unknown program), 124 timeout, 125 VMM error, 126 guest reset or crash,\n\
+         130 stopped by SIGINT/SIGTERM.",
     );
     s
 }
@@ -166,18 +212,28 @@ fn chain(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// The boot registers for the chosen program (`uirq_abi::boot`).
+// Only a KVM host runs the guest; the build machine still tests this.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn boot_args(args: &Args) -> [u64; 3] {
+    let n = args.program.number();
+    match args.program {
+        Program::Timer | Program::SmpTimer => [n, args.ticks, args.period_us],
+        Program::Bench => [n, args.samples, args.warmup],
+        Program::IpiStress => [n, args.ipis, args.ipi_timeout_us],
+        _ => [n, 0, 0],
+    }
+}
+
 #[cfg(target_arch = "aarch64")]
 fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    use uirq_abi::exit::{Status, VMM_GUEST_ABNORMAL, VMM_TIMEOUT};
-    use uirq_host::kvm::{self, Irqchip, Outcome, VmConfig};
+    use uirq_host::kvm::{self, clock, Irqchip, RunOptions, VmConfig};
+    use uirq_host::probe::NoProbe;
+    use uirq_host::probes::bench::BenchProbe;
+    use uirq_host::probes::stopped_timer::StoppedTimerProbe;
 
     let image = uirq_host::memory::read_image(&args.image)?;
     let bench = args.program == Program::Bench;
-    let boot_args = match args.program {
-        Program::Timer => [args.program.number(), args.ticks, args.period_us],
-        Program::Bench => [args.program.number(), args.samples, args.warmup],
-        other => [other.number(), 0, 0],
-    };
     let irqchip = match args.irqchip {
         IrqchipArg::User => Irqchip::User,
         IrqchipArg::Kernel => Irqchip::Kernel,
@@ -187,31 +243,93 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         irqchip,
         image,
         ram_size: args.ram_mib << 20,
-        boot_args,
+        cpus: args.cpus,
+        boot_args: boot_args(args),
         console: Box::new(std::io::stdout()),
     };
-    let kick_every = args.kick_every_us.map(Duration::from_micros);
-    let report = kvm::run(config, args.timeout, kick_every, bench)?;
-    let (outcome, stats) = (report.outcome, report.stats);
-    tracing::info!(
-        exits = stats.exits,
-        mmio_reads = stats.mmio_reads,
-        mmio_writes = stats.mmio_writes,
-        mmio_unclaimed = stats.mmio_unclaimed,
-        eintr = stats.interrupted,
-        timer_level_changes = stats.level_changes,
-        irq_line_calls = stats.irq_line_calls,
-        "vcpu0 statistics"
-    );
-    if bench && outcome == (Outcome::PoweredOff { status: 0 }) {
-        bench_report(irqchip.name(), &report)?;
+    let options = RunOptions {
+        timeout: args.timeout,
+        kick_every: args.kick_every_us.map(Duration::from_micros),
+        injection: args.irq_injection,
+        bench,
+    };
+    if bench {
+        let report = kvm::run(config, &options, |cpu, vm| {
+            BenchProbe::new(
+                clock::guest_now,
+                vm.phase.clone(),
+                cpu == 0 && irqchip == Irqchip::User,
+            )
+        })?;
+        log_stats(&report);
+        if report.outcome == (kvm::Outcome::PoweredOff { status: 0 }) {
+            bench_report(irqchip.name(), args.cpus, &report)?;
+        }
+        Ok(verdict(args, &report, None))
+    } else if args.timeout.is_some() {
+        let report = kvm::run(config, &options, |_, _| {
+            StoppedTimerProbe::new(clock::guest_now)
+        })?;
+        log_stats(&report);
+        let freq = clock::frequency().max(1);
+        // A level report more than 50 ms late that only the stop's kick
+        // brought is the signature of the WFI wake-up bug.
+        let late = report.vcpus.iter().find_map(|v| {
+            v.probe
+                .stopped
+                .and_then(|t| uirq_host::probes::stopped_timer::missed_wakeup(&t, freq / 20))
+        });
+        Ok(verdict(args, &report, late.map(|l| l * 1000 / freq)))
+    } else {
+        let report = kvm::run(config, &options, |_, _| NoProbe)?;
+        log_stats(&report);
+        Ok(verdict(args, &report, None))
     }
-    Ok(match outcome {
+}
+
+/// `-v`: each vCPU thread's exits and ioctls.
+#[cfg(target_arch = "aarch64")]
+fn log_stats<P>(report: &uirq_host::kvm::RunReport<P>) {
+    for (cpu, v) in report.vcpus.iter().enumerate() {
+        let s = &v.stats;
+        tracing::info!(
+            cpu,
+            exits = s.exits,
+            mmio_reads = s.mmio_reads,
+            mmio_writes = s.mmio_writes,
+            mmio_unclaimed = s.mmio_unclaimed,
+            eintr = s.interrupted,
+            timer_level_changes = s.level_changes,
+            irq_line_calls = s.irq_line_calls,
+            kicks_sent = s.kicks_sent,
+            "vcpu statistics"
+        );
+    }
+}
+
+/// The exit code and closing message for how the run ended. `missed_ms`:
+/// how late a timer report came that only the stop's kick brought (the WFI
+/// wake-up bug), if one did.
+#[cfg(target_arch = "aarch64")]
+fn verdict<P>(
+    args: &Args,
+    report: &uirq_host::kvm::RunReport<P>,
+    missed_ms: Option<u64>,
+) -> ExitCode {
+    use uirq_abi::exit::{Status, VMM_GUEST_ABNORMAL, VMM_INTERRUPTED, VMM_TIMEOUT};
+    use uirq_host::kvm::Outcome;
+
+    let on = |cpu: Option<usize>| match (cpu, args.cpus) {
+        (Some(c), n) if n > 1 => format!(" (on vCPU {c})"),
+        _ => String::new(),
+    };
+    match report.outcome {
         Outcome::PoweredOff { status } => match Status::from_number(status) {
             Some(Status::Success) => ExitCode::SUCCESS,
             Some(s) => {
                 eprintln!(
-                    "uirq-vmm: the guest powered off reporting failure: {}",
+                    "uirq-vmm: the guest powered off reporting failure{}: {}",
+                    on(report.ended_by),
                     s.describe()
                 );
                 ExitCode::from(s as u8)
@@ -221,42 +339,50 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ExitCode::from(Status::Failure as u8)
             }
         },
+        Outcome::Stopped if report.interrupted => {
+            eprintln!("uirq-vmm: interrupted; stopped every vCPU");
+            ExitCode::from(VMM_INTERRUPTED as u8)
+        }
         Outcome::Stopped => {
             let secs = args.timeout.map_or(0.0, |t| t.as_secs_f64());
             eprintln!(
                 "uirq-vmm: the guest did not power off within {secs} s; stopped it (--timeout)"
             );
-            let freq = uirq_host::kvm::clock::frequency().max(1);
-            // A level report more than 50 ms late that only the stop's kick
-            // brought is the signature of the WFI wake-up bug.
-            let late = report
-                .stopped_timer
-                .and_then(|t| uirq_host::diagnose::missed_wakeup(&t, freq / 20));
-            if let Some(late) = late {
+            if let Some(ms) = missed_ms {
                 eprintln!(
-                    "uirq-vmm: the guest's virtual timer had fired {} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases); `--kick-every-us 1000` works around it",
-                    late * 1000 / freq
+                    "uirq-vmm: the guest's virtual timer had fired {ms} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases); `--kick-every-us 1000` works around it"
                 );
             }
             ExitCode::from(VMM_TIMEOUT as u8)
         }
         Outcome::Reset => {
-            eprintln!("uirq-vmm: the guest requested a reset, which this VMM does not support");
+            eprintln!(
+                "uirq-vmm: the guest requested a reset{}, which this VMM does not support",
+                on(report.ended_by)
+            );
             ExitCode::from(VMM_GUEST_ABNORMAL as u8)
         }
         Outcome::Crashed => {
-            eprintln!("uirq-vmm: KVM reported that the guest crashed");
+            eprintln!(
+                "uirq-vmm: KVM reported that the guest crashed{}",
+                on(report.ended_by)
+            );
             ExitCode::from(VMM_GUEST_ABNORMAL as u8)
         }
-    })
+    }
 }
 
 /// Prints the benchmark's figures: a short table for people, and one
 /// `@@bench {json}` line for `cargo xtask bench-latency`.
 #[cfg(target_arch = "aarch64")]
-fn bench_report(irqchip: &'static str, report: &uirq_host::kvm::RunReport) -> anyhow::Result<()> {
+fn bench_report(
+    irqchip: &'static str,
+    cpus: usize,
+    report: &uirq_host::kvm::RunReport<uirq_host::probes::bench::BenchProbe>,
+) -> anyhow::Result<()> {
     use uirq_abi::bench::Phase;
     use uirq_host::bench::{self, ExitsPerSample};
+    use uirq_host::exit::Stats;
 
     let bytes = report
         .results
@@ -264,11 +390,21 @@ fn bench_report(irqchip: &'static str, report: &uirq_host::kvm::RunReport) -> an
         .ok_or_else(|| anyhow::anyhow!("the benchmark result buffer could not be read"))?;
     let results = bench::decode(bytes)?;
     let n = results.header.samples;
+    // A measurement's exits, from every vCPU (an IPI's exits happen on the
+    // sender and on the receiver).
     let exits = |p: Phase| {
-        let s = &report.phase_stats[p as usize];
+        let mut s = Stats::default();
+        for v in &report.vcpus {
+            s.add(v.probe.stats(p));
+        }
         let other = s.exits - s.level_reports - s.mmio_reads - s.mmio_writes;
         ExitsPerSample::from_counts(s.level_reports, s.mmio_reads, s.mmio_writes, other, n)
     };
+    let timeline: Vec<_> = report
+        .vcpus
+        .first()
+        .map(|v| v.probe.timeline.iter().copied().collect())
+        .unwrap_or_default();
     let out = bench::Report {
         irqchip,
         cntfrq_hz: results.header.cntfrq,
@@ -276,15 +412,15 @@ fn bench_report(irqchip: &'static str, report: &uirq_host::kvm::RunReport) -> an
         warmup: results.header.warmup,
         guest_anomalies: results.header.anomalies,
         timebase: report.timebase.clone(),
-        vcpus: 1,
+        vcpus: cpus,
         results: bench::measurements(
             &results,
             [exits(Phase::Vtimer), exits(Phase::Sgi), exits(Phase::Mmio)],
         ),
-        stages: if report.timeline.is_empty() {
+        stages: if timeline.is_empty() {
             Vec::new()
         } else {
-            bench::stages(&results.vtimer, &report.timeline, results.header.cntfrq)
+            bench::stages(&results.vtimer, &timeline, results.header.cntfrq)
         },
         vmm_rss_kib: report.vmm_rss_kib,
     };
@@ -332,12 +468,42 @@ mod tests {
         .unwrap();
         assert_eq!(a.program, Program::Spin);
         assert_eq!(a.timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(a.cpus, 1);
+        assert_eq!(a.irq_injection, Injection::OwnerThread);
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--image",
+            "g",
+            "--cpus",
+            "4",
+            "--program",
+            "ipi-stress",
+            "--ipis",
+            "50000",
+            "--irq-injection",
+            "cross-thread",
+        ])
+        .unwrap();
+        assert_eq!(a.cpus, 4);
+        assert_eq!(a.irq_injection, Injection::CrossThread);
+        assert_eq!(
+            boot_args(&a),
+            [Program::IpiStress.number(), 50_000, DEFAULT_IPI_TIMEOUT_US]
+        );
+        let err = Args::try_parse_from(["uirq-vmm", "--image", "g", "--cpus", "9"]).unwrap_err();
+        assert!(
+            err.to_string().contains("at most 8 CPU interfaces"),
+            "{err}"
+        );
         for bad in [
             &["uirq-vmm"][..],
             &["uirq-vmm", "--image", "g", "--program", "nope"],
             &["uirq-vmm", "--image", "g", "--timeout", "0"],
             &["uirq-vmm", "--image", "g", "--timeout", "soon"],
             &["uirq-vmm", "--image", "g", "--ticks", "0"],
+            &["uirq-vmm", "--image", "g", "--cpus", "0"],
+            &["uirq-vmm", "--image", "g", "--cpus", "9"],
+            &["uirq-vmm", "--image", "g", "--irq-injection", "sometimes"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} was accepted");
         }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use uirq_abi::exit::{Status, VMM_ERROR, VMM_TIMEOUT};
+use uirq_abi::exit::{Status, VMM_ERROR, VMM_INTERRUPTED, VMM_TIMEOUT};
 use uirq_tests::{batch, job, parse_timer_summary, summary_lines, Batch};
 
 const TIMER_DEFAULT: usize = 0;
@@ -15,6 +15,9 @@ const FAULT: usize = 3;
 const MISSING_IMAGE: usize = 4;
 const BAD_PROGRAM: usize = 5;
 const NO_KVM: usize = 6;
+const TOO_MANY_CPUS: usize = 7;
+const SPIN_SMP_TIMEOUT: usize = 8;
+const SPIN_SMP_SIGINT: usize = 9;
 
 const JOBS: &[&[&str]] = &[
     &[],
@@ -25,6 +28,11 @@ const JOBS: &[&[&str]] = &[
     &["--image", "/no/such/image.bin"],
     &["--program", "no-such-program"],
     &["--kvm-device", "/dev/no-such-kvm"],
+    &["--cpus", "9"],
+    // Three secondaries stay powered off inside KVM_RUN while vCPU 0 spins:
+    // the stop must reach all four.
+    &["--cpus", "4", "--program", "spin", "--timeout", "2"],
+    &["@sigint-after-ms=2500", "--cpus", "4", "--program", "spin"],
 ];
 
 static BATCH: OnceLock<Batch> = OnceLock::new();
@@ -108,6 +116,50 @@ fn a_missing_kvm_device_is_one_plain_sentence() {
     assert_eq!(lines.len(), 1, "{}", r.console);
     assert!(
         lines[0].contains("cannot open /dev/no-such-kvm"),
+        "{}",
+        r.console
+    );
+}
+
+#[test]
+fn nine_cpus_are_one_plain_sentence() {
+    let Some(r) = run(TOO_MANY_CPUS) else { return };
+    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
+    let lines: Vec<&str> = r.console.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.console);
+    assert!(
+        lines[0].contains("a GICv2 has at most 8 CPU interfaces"),
+        "{}",
+        r.console
+    );
+}
+
+// A timeout stops every vCPU, the powered-off ones included, and joins
+// every thread: the VMM exits with 124 instead of hanging.
+#[test]
+fn a_timeout_stops_every_vcpu() {
+    let Some(r) = run(SPIN_SMP_TIMEOUT) else {
+        return;
+    };
+    assert_eq!(r.exit_code, Some(VMM_TIMEOUT), "{}", r.console);
+    assert!(
+        r.console.contains("did not power off within 2 s"),
+        "{}",
+        r.console
+    );
+}
+
+// Ctrl-C (SIGINT) is a clean stop: every vCPU kicked, every thread joined,
+// one sentence, exit code 130.
+#[test]
+fn ctrl_c_stops_every_vcpu_cleanly() {
+    let Some(r) = run(SPIN_SMP_SIGINT) else {
+        return;
+    };
+    assert_eq!(r.exit_code, Some(VMM_INTERRUPTED), "{}", r.console);
+    assert!(
+        r.console
+            .contains("uirq-vmm: interrupted; stopped every vCPU"),
         "{}",
         r.console
     );

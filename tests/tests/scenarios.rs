@@ -61,7 +61,7 @@ fn qemu() -> &'static Result<Vec<PlainRun>, Problem> {
                 .into_iter()
                 .map(|p| {
                     let elf = &elf;
-                    s.spawn(move || qemu_plain::run(elf, p, [0, 0], qemu_plain::DEFAULT_TIMEOUT))
+                    s.spawn(move || qemu_plain::run(elf, p, [0, 0], 1, qemu_plain::DEFAULT_TIMEOUT))
                 })
                 .collect();
             runs.into_iter()

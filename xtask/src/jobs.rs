@@ -13,6 +13,22 @@ use crate::process::{run_bounded, Ended};
 use crate::project::{is_native_kvm_host, Artifacts};
 use crate::Result;
 
+/// A job's optional first field: send the VMM SIGINT this many
+/// milliseconds after it started, as Ctrl-C would (the L1 init knows the
+/// same prefix). For the tests of a clean stop.
+pub const SIGINT_AFTER: &str = "@sigint-after-ms=";
+
+/// Splits a job's `@sigint-after-ms=N` field off its VMM arguments.
+pub fn split_sigint(args: &[String]) -> (Option<Duration>, &[String]) {
+    match args.split_first() {
+        Some((first, rest)) => match first.strip_prefix(SIGINT_AFTER) {
+            Some(ms) => (Some(Duration::from_millis(ms.parse().unwrap_or(0))), rest),
+            None => (None, args),
+        },
+        None => (None, args),
+    }
+}
+
 /// Where the jobs ran.
 #[derive(Clone, Debug)]
 pub struct Environment {
@@ -123,8 +139,23 @@ fn run_native(
     wall_timeout: Duration,
 ) -> Result<JobResult> {
     let mut console = String::new();
+    let (sigint_after, vmm_args) = split_sigint(args);
     let mut cmd = Command::new(&artifacts.vmm);
-    cmd.arg("--image").arg(&artifacts.guest_image).args(args);
+    cmd.arg("--image")
+        .arg(&artifacts.guest_image)
+        .args(vmm_args);
+    if let Some(after) = sigint_after {
+        // Ctrl-C as a terminal sends it: SIGINT to the VMM after a while.
+        // `timeout` from coreutils does exactly that without a shell.
+        cmd = Command::new("timeout");
+        cmd.arg("--signal=INT")
+            .arg("--preserve-status")
+            .arg(format!("{:.3}", after.as_secs_f64()))
+            .arg(&artifacts.vmm)
+            .arg("--image")
+            .arg(&artifacts.guest_image)
+            .args(vmm_args);
+    }
     let ended = run_bounded(&mut cmd, wall_timeout, |_, line| {
         if let Some(show) = stream {
             show(&line);
@@ -146,4 +177,22 @@ fn run_native(
         console,
         exit_code,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sigint_field_is_split_off_the_vmm_arguments() {
+        let job: Vec<String> = ["@sigint-after-ms=1500", "--cpus", "2"]
+            .map(String::from)
+            .to_vec();
+        let (after, args) = split_sigint(&job);
+        assert_eq!(after, Some(Duration::from_millis(1500)));
+        assert_eq!(args, &job[1..]);
+        let plain: Vec<String> = vec!["--cpus".into()];
+        assert_eq!(split_sigint(&plain), (None, &plain[..]));
+        assert_eq!(split_sigint(&[]), (None, &[][..]));
+    }
 }

@@ -290,6 +290,15 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
                 "VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"
             ));
         }
+        // The L1 init takes a `@sigint-after-ms=` field only first.
+        let (sigint_after, args) = crate::jobs::split_sigint(args);
+        if let Some(after) = sigint_after {
+            list.push_str(&format!(
+                "{}{}\t",
+                crate::jobs::SIGINT_AFTER,
+                after.as_millis()
+            ));
+        }
         list.push_str("--image\t/guest.bin");
         for a in args {
             list.push('\t');

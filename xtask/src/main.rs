@@ -77,6 +77,9 @@ fn vmm_args(rest: &[String]) -> Result<Vec<String>> {
     }
 }
 
+/// Where `tests/tests/smp.rs` leaves its table of SMP scenario verdicts.
+const SMP_TABLE: &str = "uirq-smp-scenarios.txt";
+
 fn build_only(rest: &[String]) -> Result<ExitCode> {
     if !rest.is_empty() {
         return Err("`build` takes no arguments".into());
@@ -209,18 +212,29 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     e2e.env("UIRQ_GUEST_IMAGE", &artifacts.guest_image)
         .env("UIRQ_VMM", &artifacts.vmm)
         .env("UIRQ_L1_INIT", &artifacts.l1_init);
-    // The scenario tests leave a table of their results (VMM against QEMU's
-    // GICv2); a stale one from an earlier run must not be shown.
-    let table = xtask::qemu_plain::table_path();
-    let _ = std::fs::remove_file(&table);
+    // The scenario tests leave tables of their results (VMM against QEMU's
+    // GICv2, one CPU and several); stale ones from an earlier run must not
+    // be shown.
+    let tables = [
+        xtask::qemu_plain::table_path(),
+        xtask::project::target_dir().join(SMP_TABLE),
+    ];
+    for table in &tables {
+        let _ = std::fs::remove_file(table);
+    }
     let e2e_result = test_step(
         "end-to-end tests (firmware on the VMM on KVM, GIC scenarios also on QEMU's GICv2)",
         e2e,
         &mut tally,
     );
-    match std::fs::read_to_string(&table) {
-        Ok(text) => eprintln!("\n{text}"),
-        Err(_) => progress("no GIC scenario table was written (the scenario tests did not run)"),
+    for table in &tables {
+        match std::fs::read_to_string(table) {
+            Ok(text) => eprintln!("\n{text}"),
+            Err(_) => progress(format!(
+                "no scenario table at {} (those scenario tests did not run)",
+                table.display()
+            )),
+        }
     }
     e2e_result?;
     progress("all checks and tests passed");

@@ -12,6 +12,11 @@
 //! checks the model against a second reading of the specification, and one
 //! that passes on neither points at the guest.
 //!
+//! With `-smp N` the board has N CPUs, of which QEMU starts only the first;
+//! the others stay powered off until the firmware starts them with PSCI
+//! `CPU_ON`, as under the VMM. QEMU's GICv2 then has N CPU interfaces
+//! (`GICD_TYPER.CPUNumber` = N - 1), which is how the firmware counts them.
+//!
 //! QEMU enters an ELF with `x0` = 0, so the program is passed in the boot
 //! block instead (`uirq_abi::boot::block`): four 8-byte values that QEMU's
 //! generic loader device writes into RAM before the first instruction. The
@@ -50,13 +55,15 @@ pub fn elf_of(image: &Path) -> PathBuf {
 }
 
 /// The QEMU arguments that run `elf` as `program` with `args` (`x1`,
-/// `x2`), without the program name.
-pub fn arguments(elf: &Path, program: Program, args: [u64; 2]) -> Vec<String> {
+/// `x2`) on `cpus` CPUs, without the program name.
+pub fn arguments(elf: &Path, program: Program, args: [u64; 2], cpus: usize) -> Vec<String> {
     let mut a: Vec<String> = [
         "-M",
         "virt,gic-version=2",
         "-cpu",
         "max",
+        "-smp",
+        &cpus.to_string(),
         "-m",
         "128",
         "-display",
@@ -81,9 +88,15 @@ pub fn arguments(elf: &Path, program: Program, args: [u64; 2]) -> Vec<String> {
     a
 }
 
-/// Runs `elf` as `program` on QEMU's emulated GICv2 and returns what it
-/// printed. QEMU is killed after `timeout`.
-pub fn run(elf: &Path, program: Program, args: [u64; 2], timeout: Duration) -> Result<PlainRun> {
+/// Runs `elf` as `program` on QEMU's emulated GICv2 with `cpus` CPUs and
+/// returns what it printed. QEMU is killed after `timeout`.
+pub fn run(
+    elf: &Path,
+    program: Program,
+    args: [u64; 2],
+    cpus: usize,
+    timeout: Duration,
+) -> Result<PlainRun> {
     if !elf.is_file() {
         return Err(format!("no firmware ELF at {}", elf.display()));
     }
@@ -95,7 +108,7 @@ pub fn run(elf: &Path, program: Program, args: [u64; 2], timeout: Duration) -> R
     let mut console = String::new();
     let mut errors = String::new();
     let ended = run_bounded(
-        Command::new(QEMU).args(arguments(elf, program, args)),
+        Command::new(QEMU).args(arguments(elf, program, args, cpus)),
         timeout,
         |pipe, line| {
             let text = if pipe == Pipe::Stdout {
@@ -162,10 +175,10 @@ mod tests {
 
     #[test]
     fn arguments_carry_the_boot_block() {
-        let a = arguments(Path::new("/fw"), Program::SgiSelf, [3, 4]);
+        let a = arguments(Path::new("/fw"), Program::SgiSelf, [3, 4], 1);
         let joined = a.join(" ");
         assert!(
-            joined.starts_with("-M virt,gic-version=2 -cpu max -m 128 "),
+            joined.starts_with("-M virt,gic-version=2 -cpu max -smp 1 -m 128 "),
             "{joined}"
         );
         assert!(joined.contains("-kernel /fw "), "{joined}");
@@ -177,6 +190,17 @@ mod tests {
             !joined.contains("virtualization"),
             "plain emulation: EL1 only"
         );
+    }
+
+    #[test]
+    fn arguments_carry_the_cpu_count() {
+        let a = arguments(Path::new("/fw"), Program::IpiStress, [20_000, 0], 4);
+        let smp = a.iter().position(|s| s == "-smp").expect("-smp");
+        assert_eq!(a[smp + 1], "4");
+        assert_eq!(a.iter().filter(|s| *s == "-smp").count(), 1);
+        let joined = a.join(" ");
+        assert!(joined.contains("loader,addr=0x41000008,data=0x6,data-len=8"));
+        assert!(joined.contains("loader,addr=0x41000010,data=0x4e20,data-len=8"));
     }
 
     #[test]

@@ -62,6 +62,23 @@ pub fn us_to_ticks(us: u64, freq_hz: NonZeroU64) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
+/// The trigger bit for the generic timer's *event stream* that makes it
+/// generate an event at most every `period_us` microseconds on a counter
+/// running at `freq_hz`.
+///
+/// With `CNTKCTL_EL1.EVNTEN` = 1 the timer generates an event each time bit
+/// `EVNTI` of `CNTVCT_EL0` goes from 0 to 1, that is every 2^(EVNTI + 1)
+/// ticks (Arm ARM DDI 0487, chapter D12 "The Generic Timer in AArch64
+/// state", "Event streams"). An event wakes a core waiting in `WFE`, so the
+/// stream bounds every `WFE` wait to that period, whoever else forgets to
+/// send an event. `EVNTI` is four bits: the period is 2 to 65536 ticks.
+pub fn event_stream_trigger_bit(freq_hz: NonZeroU64, period_us: u64) -> u8 {
+    let period = us_to_ticks(period_us, freq_hz);
+    // The largest n <= 15 with 2^(n + 1) <= period (0 for tiny periods).
+    let log2 = 63 - period.leading_zeros();
+    log2.saturating_sub(1).min(15) as u8
+}
+
 /// The EL1 virtual timer.
 ///
 /// A handle with no state: the registers are the state, and EL1 may access
@@ -192,6 +209,19 @@ impl PhysicalTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_stream_period_is_at_most_the_one_asked_for() {
+        let hz = |f: u64| NonZeroU64::new(f).unwrap();
+        // 62.5 MHz: 100 us = 6250 ticks; 2^12 = 4096 ticks, bit 11.
+        assert_eq!(event_stream_trigger_bit(hz(62_500_000), 100), 11);
+        // 1 GHz: 100 000 ticks; capped at bit 15 (65 536 ticks).
+        assert_eq!(event_stream_trigger_bit(hz(1_000_000_000), 100), 15);
+        // A period of one tick or two: bit 0, an event every 2 ticks.
+        assert_eq!(event_stream_trigger_bit(hz(1_000_000), 1), 0);
+        assert_eq!(event_stream_trigger_bit(hz(2_000_000), 1), 0);
+        assert_eq!(event_stream_trigger_bit(hz(4_000_000), 1), 1);
+    }
 
     fn hz(n: u64) -> NonZeroU64 {
         NonZeroU64::new(n).unwrap()

@@ -57,7 +57,6 @@ use uirq_guest::{
     stats::Counter,
 };
 
-use crate::exceptions::{self, IrqRoute};
 use crate::{board, psci};
 
 /// The SGI the benchmark sends itself, as a range-checked id.
@@ -111,7 +110,7 @@ enum Failure {
 /// Runs the benchmark: `x1` samples per measurement, `x2` warm-ups
 /// (`uirq_guest::bench::Args`).
 pub fn run(x1: u64, x2: u64) -> ! {
-    exceptions::route_irqs_to(IrqRoute::Bench);
+    crate::irq::set_handler(on_irq);
     let args = Args::from_boot_registers(x1, x2);
     if let Some(asked) = args.capped_from {
         println!("bench: {asked} samples asked for; capped at {MAX_SAMPLES}, the buffer's size");

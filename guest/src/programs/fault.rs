@@ -1,16 +1,14 @@
 //! `fault`: takes an unexpected synchronous exception on purpose.
 //!
-//! With the MMU off, every data access is to Device memory, and an unaligned
-//! access to Device memory always takes an alignment fault, whatever
-//! `SCTLR_EL1.A` says. So an 8-byte load from an address that is not a
-//! multiple of 8 raises a data abort taken at the same EL (EC 0x25, fault
-//! status 0b100001) with the address in `FAR_EL1`, which the vector table
-//! reports before powering off with `Status::Exception`.
-//!
-//! That rule is what faults on real hardware under KVM. An emulator may not
-//! model it (QEMU 7.2's `virt` does not: there the load just works), so the program also sets
-//! `SCTLR_EL1.A`, which makes *every* misaligned load fault, whatever the
-//! memory type: the fault is then certain everywhere.
+//! The firmware runs with the MMU on, and RAM is Normal memory
+//! (`uirq_guest::mmu`), where a misaligned load simply works, unless
+//! `SCTLR_EL1.A` (alignment check) is set: then *every* misaligned data
+//! access faults, whatever the memory type (Arm ARM DDI 0487, chapter B2,
+//! "Alignment support"). So the program sets `SCTLR_EL1.A` (the boot code
+//! leaves it clear) and loads 8 bytes from an address that is not a multiple
+//! of 8: a data abort taken at the same EL (EC 0x25, fault status
+//! 0b100001, alignment fault) with the address in `FAR_EL1`, which the
+//! vector table reports before powering off with `Status::Exception`.
 
 use core::arch::asm;
 
@@ -26,7 +24,7 @@ static TARGET: [u64; 2] = [0; 2];
 pub fn run() -> ! {
     let misaligned = TARGET.as_ptr() as usize + 1;
     println!(
-        "fault: loading 8 bytes from {misaligned:#x} (misaligned, MMU off): expect a data abort"
+        "fault: loading 8 bytes from {misaligned:#x} (misaligned, alignment checking on): expect a data abort"
     );
     SCTLR_EL1.modify(SCTLR_EL1::A::Enable);
     // A system register write takes effect after a context synchronization

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod fault;
+pub mod ipi_stress;
 pub mod scenarios;
+pub mod smp_timer;
 pub mod spin;
 pub mod timer;

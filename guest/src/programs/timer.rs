@@ -86,7 +86,7 @@ static LAST_UNEXPECTED_ID: AtomicU32 = AtomicU32::new(0);
 /// Runs the program: `x1` ticks (0 = `DEFAULT_TICKS`) of `x2` microseconds
 /// (0 = `DEFAULT_PERIOD_US`).
 pub fn run(x1: u64, x2: u64) -> ! {
-    crate::exceptions::route_irqs_to(crate::exceptions::IrqRoute::Timer);
+    crate::irq::set_handler(on_irq);
     let ticks = match x1 {
         0 => DEFAULT_TICKS,
         n if n > MAX_TICKS as u64 => {

@@ -6,11 +6,21 @@
 //! registers". The model never blocks the guest: the transmit FIFO is always
 //! empty (UARTFR.TXFE = 1, TXFF = 0), so a driver that polls the flag register
 //! before each byte needs one extra exit per byte at most. Nothing is ever
-//! received (UARTFR.RXFE = 1) and no UART interrupt is raised.
+//! received (UARTFR.RXFE = 1).
+//!
+//! **Interrupt.** The UART's combined interrupt output (UARTINTR, DDI 0183G
+//! 3.5) drives an [`IrqLine`]; on QEMU's `virt` layout, which this VMM
+//! follows, it is SPI 1 (interrupt id 33, `uirq_abi::layout::UART_SPI`).
+//! The only source this model raises is the transmit interrupt (UARTTXINTR):
+//! each byte leaves the (instant) transmitter at once, so after every data
+//! register write the raw status UARTRIS.TXRIS is set, as in QEMU's model;
+//! UARTICR clears it. The output is UARTMIS = UARTRIS AND UARTIMSC, non-zero
+//! meaning high, and the line is driven only when that changes.
 
 use std::io::Write;
 
 use crate::bus::MmioDevice;
+use crate::devices::irq_line::IrqLine;
 
 /// Data Register: a write transmits the low byte.
 const DR: u64 = 0x000;
@@ -45,6 +55,11 @@ const ID_BASE: u64 = 0xFE0;
 const FR_RXFE: u32 = 1 << 4;
 /// UARTFR.TXFE: transmit FIFO empty.
 const FR_TXFE: u32 = 1 << 7;
+/// UARTRIS.TXRIS (and the same bit of IMSC, MIS and ICR): transmit
+/// interrupt (DDI 0183G 3.3.11-3.3.14).
+const INT_TX: u32 = 1 << 5;
+/// The interrupt bits of UARTRIS/MIS/IMSC/ICR: bits [10:0].
+const INT_ALL: u32 = 0x7FF;
 
 /// UARTPeriphID0-3 then UARTPCellID0-3 (DDI 0183G, 3.3.14 and 3.3.15): part
 /// number 0x011, designer ARM (0x41), revision r1p5, and the PrimeCell id.
@@ -54,6 +69,11 @@ const ID_BYTES: [u8; 8] = [0x11, 0x10, 0x34, 0x00, 0x0D, 0xF0, 0x05, 0xB1];
 /// so console lines appear as the guest prints them.
 pub struct Pl011 {
     out: Box<dyn Write + Send>,
+    irq: Box<dyn IrqLine>,
+    /// The level `irq` was last driven to.
+    irq_level: bool,
+    /// UARTRIS: raw interrupt status.
+    ris: u32,
     cr: u32,
     lcr_h: u32,
     ibrd: u32,
@@ -65,10 +85,14 @@ pub struct Pl011 {
 
 impl Pl011 {
     /// A UART in its reset state (DDI 0183G, 3.2: UARTCR resets to 0x300,
-    /// UARTIFLS to 0x12) that writes what the guest sends to `out`.
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    /// UARTIFLS to 0x12) that writes what the guest sends to `out` and
+    /// drives `irq` with its interrupt output.
+    pub fn new(out: Box<dyn Write + Send>, irq: Box<dyn IrqLine>) -> Self {
         Self {
             out,
+            irq,
+            irq_level: false,
+            ris: 0,
             cr: 0x300,
             lcr_h: 0,
             ibrd: 0,
@@ -85,6 +109,16 @@ impl Pl011 {
         if byte == b'\n' {
             let _ = self.out.flush();
         }
+        self.ris |= INT_TX;
+    }
+
+    /// Drives the interrupt output from UARTMIS, if it changed.
+    fn update_irq(&mut self) {
+        let level = self.ris & self.imsc != 0;
+        if level != self.irq_level {
+            self.irq_level = level;
+            self.irq.set_level(level);
+        }
     }
 
     fn read_reg(&self, offset: u64) -> u32 {
@@ -97,8 +131,10 @@ impl Pl011 {
             IFLS => self.ifls,
             IMSC => self.imsc,
             DMACR => self.dmacr,
-            // Nothing is received and no interrupt is ever raised.
-            DR | RSR | RIS | MIS => 0,
+            RIS => self.ris,
+            MIS => self.ris & self.imsc,
+            // Nothing is received.
+            DR | RSR => 0,
             o if (ID_BASE..ID_BASE + 0x20).contains(&o) && o % 4 == 0 => {
                 u32::from(ID_BYTES[((o - ID_BASE) / 4) as usize])
             }
@@ -119,7 +155,8 @@ impl Pl011 {
             IFLS => self.ifls = value & 0x3F,
             IMSC => self.imsc = value & 0x7FF,
             DMACR => self.dmacr = value & 0x7,
-            RSR | ICR => {}
+            ICR => self.ris &= !(value & INT_ALL),
+            RSR => {}
             _ => tracing::debug!(
                 offset,
                 value,
@@ -151,12 +188,14 @@ impl MmioDevice for Pl011 {
         let n = data.len().min(8);
         bytes[..n].copy_from_slice(&data[..n]);
         self.write_reg(offset, u64::from_le_bytes(bytes) as u32);
+        self.update_irq();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::irq_line::{Probed, Unconnected};
     use std::sync::{Arc, Mutex};
 
     /// A `Write` whose bytes the test can read back.
@@ -175,7 +214,37 @@ mod tests {
 
     fn uart() -> (Pl011, Sink) {
         let sink = Sink::default();
-        (Pl011::new(Box::new(sink.clone())), sink)
+        (
+            Pl011::new(Box::new(sink.clone()), Box::new(Unconnected)),
+            sink,
+        )
+    }
+
+    fn write32(u: &mut Pl011, offset: u64, value: u32) {
+        u.write(0, offset, &value.to_le_bytes());
+    }
+
+    // DDI 0183G 3.3.11-3.3.14 and 3.5: a transmitted byte sets TXRIS; the
+    // output is RIS AND IMSC; ICR clears. The wire follows UARTMIS.
+    #[test]
+    fn the_transmit_interrupt_drives_the_line_through_the_mask() {
+        let line = Probed::default();
+        let mut u = Pl011::new(Box::new(Sink::default()), Box::new(line.clone()));
+        assert_eq!(read32(&mut u, RIS), 0, "nothing raised at reset");
+        write32(&mut u, DR, u32::from(b'x'));
+        assert_eq!(read32(&mut u, RIS), INT_TX);
+        assert_eq!(read32(&mut u, MIS), 0);
+        assert!(!line.level(), "masked: the wire stays low");
+        write32(&mut u, IMSC, INT_TX);
+        assert_eq!(read32(&mut u, MIS), INT_TX);
+        assert!(line.level(), "unmasking a raised interrupt drives the wire");
+        write32(&mut u, ICR, INT_TX);
+        assert_eq!(read32(&mut u, RIS), 0);
+        assert!(!line.level(), "clearing it lowers the wire");
+        write32(&mut u, DR, u32::from(b'y'));
+        assert!(line.level());
+        write32(&mut u, IMSC, 0);
+        assert!(!line.level(), "masking lowers it too");
     }
 
     fn read32(u: &mut Pl011, offset: u64) -> u32 {

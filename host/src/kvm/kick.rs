@@ -11,6 +11,9 @@
 //! The handler finds the right `kvm_run` through a thread-local pointer that
 //! the vCPU thread publishes once; the signal is sent to that thread only
 //! (`pthread_kill`), so the handler always runs on the vCPU's own thread.
+//!
+//! The same module turns SIGINT and SIGTERM into a flag the waiting thread
+//! polls, so Ctrl-C stops every vCPU and joins every thread.
 
 use std::cell::Cell;
 use std::ptr;
@@ -51,4 +54,25 @@ pub fn install_handler() -> Result<(), vmm_sys_util::errno::Error> {
 /// page for the kick handler.
 pub fn publish(run: *mut kvm_run) {
     KVM_RUN.with(|c| c.set(run));
+}
+
+/// Set by SIGINT or SIGTERM; the thread that waits for the vCPUs polls it
+/// and stops the run cleanly (every vCPU kicked, every thread joined).
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // An atomic store is async-signal-safe.
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Installs handlers that turn SIGINT (Ctrl-C) and SIGTERM into a clean
+/// stop instead of killing the process mid-run.
+pub fn install_stop_handlers() -> Result<(), vmm_sys_util::errno::Error> {
+    register_signal_handler(libc::SIGINT, on_stop_signal)?;
+    register_signal_handler(libc::SIGTERM, on_stop_signal)
+}
+
+/// Whether SIGINT or SIGTERM arrived.
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
 }

@@ -13,11 +13,15 @@
 //!    `KVM_IRQ_LINE` (type `KVM_ARM_IRQ_TYPE_CPU`), which sets or clears the
 //!    virtual IRQ (HCR_EL2.VI) for the vCPU.
 //!
-//! [`vcpu`] is the run loop that does both around each exit; [`kick`] gets
-//! a vCPU out of `KVM_RUN` from another thread (used for `--timeout`).
+//! [`vcpu`] is the run loop that does both around each exit, one thread
+//! per vCPU; [`control`] is what those threads share to stop together and
+//! to kick each other; [`kick`] gets a vCPU thread out of `KVM_RUN` from
+//! another thread.
 
 pub mod clock;
+pub mod control;
 pub mod kick;
+pub mod regs;
 pub mod vcpu;
 pub mod vgic;
 pub mod vm;
@@ -59,6 +63,9 @@ pub enum KvmError {
     /// The vCPU thread could not be started or died.
     #[error("vCPU thread: {0}")]
     Thread(String),
+    /// An exit that cannot be resumed.
+    #[error(transparent)]
+    Exit(#[from] crate::exit::ExitError),
 }
 
 /// Shorthand to wrap an ioctl error with the step that failed.
@@ -66,27 +73,50 @@ pub(crate) fn ioctl(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Kvm
     move |source| KvmError::Ioctl { step, source }
 }
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use vmm_sys_util::signal::Killable;
-
-pub use vcpu::{Outcome, Stats, PHASES};
+pub use control::Ending;
+pub use vcpu::Outcome;
 pub use vm::{Irqchip, VmConfig};
 
-use crate::bench::IrqTimeline;
+use crate::exit::Stats;
+use crate::irqchip::Injection;
+use crate::probe::Probe;
+
+/// How to run the VM, apart from what it is made of.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Stop a guest that has not powered off after this long.
+    pub timeout: Option<Duration>,
+    /// Kick every vCPU out of `KVM_RUN` this often (the workaround for
+    /// kernels that do not wake a vCPU in WFI for its timer).
+    pub kick_every: Option<Duration>,
+    /// Who issues `KVM_IRQ_LINE` for a vCPU (userspace irqchip only).
+    pub injection: Injection,
+    /// Announce the benchmark's marker register and copy the result buffer
+    /// out of guest RAM at the end.
+    pub bench: bool,
+}
+
+/// One vCPU's share of a run.
+pub struct VcpuReport<P> {
+    /// Exits and ioctls of this vCPU's thread.
+    pub stats: Stats,
+    /// The probe that watched it.
+    pub probe: P,
+}
 
 /// Everything a run produced.
-pub struct RunReport {
+pub struct RunReport<P> {
     /// How the guest's run ended.
     pub outcome: Outcome,
-    /// Exits and ioctls, in total.
-    pub stats: Stats,
-    /// The same, by benchmark phase (`uirq_abi::bench::Phase` as index).
-    pub phase_stats: [Stats; PHASES],
-    /// The VMM's timeline of the benchmark's virtual-timer interrupts.
-    pub timeline: Vec<IrqTimeline>,
+    /// The vCPU that ended it, when the guest did.
+    pub ended_by: Option<usize>,
+    /// Whether SIGINT or SIGTERM stopped it.
+    pub interrupted: bool,
+    /// Per vCPU, by index.
+    pub vcpus: Vec<VcpuReport<P>>,
     /// How the VMM's clock was put on the guest's timebase.
     pub timebase: String,
     /// The benchmark's result buffer, copied out of guest RAM (bench runs).
@@ -94,99 +124,177 @@ pub struct RunReport {
     /// The VMM's resident memory apart from guest RAM, in KiB, measured at
     /// the end of the run.
     pub vmm_rss_kib: Option<u64>,
-    /// The guest's virtual timer when the run was stopped (`--timeout`).
-    pub stopped_timer: Option<crate::diagnose::StoppedTimer>,
 }
+
+impl<P> RunReport<P> {
+    /// Every vCPU's counters added up.
+    pub fn total_stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for v in &self.vcpus {
+            total.add(&v.stats);
+        }
+        total
+    }
+}
+
+/// How often the waiting thread looks for Ctrl-C while nothing else wakes it.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+/// How often a stop is re-kicked until every vCPU thread has noticed.
+const STOP_RETRY: Duration = Duration::from_millis(20);
 
 /// Creates the VM described by `config` and runs it to the end.
 ///
-/// The vCPU runs on a thread of its own; this thread waits for it. If
-/// `timeout` passes first, the vCPU thread is told to stop and kicked out of
-/// `KVM_RUN`, and the outcome is [`Outcome::Stopped`]. With `kick_every`,
-/// the vCPU is also kicked out of `KVM_RUN` periodically.
-///
-/// With `bench`, the loop records its timeline of the benchmark's timer
-/// interrupts and the result buffer is copied out of guest RAM at the end.
-pub fn run(
+/// Each vCPU runs on a thread of its own, watched by the probe `probe(i)`
+/// makes for it; this thread waits for them. The first vCPU to power off,
+/// reset, crash or fail ends the run: every other vCPU is stopped and
+/// kicked out of `KVM_RUN`, and every thread is joined before this returns.
+/// `--timeout` and SIGINT/SIGTERM end it the same way, with
+/// [`Outcome::Stopped`].
+pub fn run<P: Probe>(
     config: VmConfig,
-    timeout: Option<Duration>,
-    kick_every: Option<Duration>,
-    bench: bool,
-) -> Result<RunReport, KvmError> {
+    options: &RunOptions,
+    mut probe: impl FnMut(usize, &vm::Vm) -> P,
+) -> Result<RunReport<P>, KvmError> {
     let kvm = vm::open_kvm(&config.kvm_device)?;
-    let vm = vm::create(&kvm, config)?;
-    if bench {
+    let mut vm = vm::create(&kvm, config)?;
+    clock::set_guest_offset(vm.timebase_offset);
+    if options.bench {
         announce_marker(&vm.ram)?;
     }
     kick::install_handler()
         .map_err(|e| KvmError::Thread(format!("cannot install the kick signal handler: {e}")))?;
+    kick::install_stop_handlers().map_err(|e| {
+        KvmError::Thread(format!("cannot install the SIGINT/SIGTERM handlers: {e}"))
+    })?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done_tx, done_rx) = mpsc::channel();
-    let thread_stop = stop.clone();
-    let handle = std::thread::Builder::new()
-        .name("vcpu0".into())
-        .spawn(move || {
-            let mut vm = vm;
-            let mut run_loop = vcpu::VcpuLoop::new(&mut vm, bench);
-            let result = run_loop.run(&thread_stop);
-            let (stats, phase_stats) = (run_loop.stats, run_loop.phase_stats);
-            let timeline = std::mem::take(&mut run_loop.timeline);
-            let stopped_timer = run_loop.stopped_timer;
-            let results = bench.then(|| read_results(&vm.ram)).flatten();
-            let report = result.map(|outcome| RunReport {
-                outcome,
-                stats,
-                phase_stats,
-                timeline,
-                timebase: vm.timebase.clone(),
-                results,
-                vmm_rss_kib: rss_apart_from(&vm.ram),
-                stopped_timer,
-            });
-            // The receiver only goes away if the waiting thread panicked.
-            let _ = done_tx.send(());
-            report
-        })
-        .map_err(|e| KvmError::Thread(e.to_string()))?;
-
-    // Wait for the vCPU thread; meanwhile kick it every `kick_every` (the
-    // workaround for kernels that do not wake a vCPU in WFI for its timer:
-    // each kick makes KVM_RUN return, which refreshes the timer level).
-    let kick_vcpu = || {
-        if let Err(e) = handle.kill(kick::kick_signal()) {
-            tracing::warn!("cannot signal the vCPU thread: {e}");
-        }
+    let vcpus = std::mem::take(&mut vm.vcpus);
+    let cpus = vcpus.len();
+    let control = control::Control::new(cpus);
+    let injection = if vm.gic.is_some() {
+        options.injection
+    } else {
+        Injection::OwnerThread
     };
-    let started = std::time::Instant::now();
-    let timed_out = loop {
-        let left = timeout.map_or(Duration::MAX, |t| t.saturating_sub(started.elapsed()));
-        if left.is_zero() {
-            break true;
-        }
-        match done_rx.recv_timeout(kick_every.map_or(left, |k| k.min(left))) {
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break false,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if kick_every.is_some() {
-                    kick_vcpu();
+    let (done_tx, done_rx) = mpsc::channel::<usize>();
+
+    let (reports, interrupted) = std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(cpus);
+        for (index, vcpu) in vcpus.into_iter().enumerate() {
+            let (vm, control, done) = (&vm, &control, done_tx.clone());
+            let watcher = probe(index, vm);
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn_scoped(scope, move || {
+                    let mut run_loop =
+                        vcpu::VcpuLoop::new(index, vcpu, vm, control, injection, watcher);
+                    let result = run_loop.run();
+                    match result {
+                        Ok(Outcome::Stopped) => {}
+                        Ok(outcome) => control.end(Ending::Guest {
+                            cpu: index,
+                            outcome,
+                        }),
+                        Err(e) => control.end(Ending::Error(e)),
+                    }
+                    // The receiver only goes away if the waiting thread panicked.
+                    let _ = done.send(index);
+                    VcpuReport {
+                        stats: run_loop.state.stats,
+                        probe: run_loop.probe,
+                    }
+                });
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    control.end(Ending::Error(KvmError::Thread(format!(
+                        "cannot start the thread of vCPU {index}: {e}"
+                    ))));
+                    break;
                 }
             }
         }
+        drop(done_tx);
+        let interrupted = wait(&control, &done_rx, handles.len(), options);
+        let reports: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        (reports, interrupted)
+    });
+
+    let mut per_vcpu = Vec::with_capacity(reports.len());
+    for (index, r) in reports.into_iter().enumerate() {
+        per_vcpu
+            .push(r.map_err(|_| KvmError::Thread(format!("the thread of vCPU {index} panicked")))?);
+    }
+    let (outcome, ended_by) = match control.take_ending() {
+        Some(Ending::Guest { cpu, outcome }) => (outcome, Some(cpu)),
+        Some(Ending::Error(e)) => return Err(e),
+        Some(Ending::Timeout | Ending::Interrupted) | None => (Outcome::Stopped, None),
     };
-    if timed_out {
-        stop.store(true, Ordering::Release);
-        // Kick until the thread notices: the handler sets immediate_exit, so
-        // one kick is enough, but a retry costs nothing and guards against a
-        // kick that lands between the thread's publish and its first run.
-        while let Err(mpsc::RecvTimeoutError::Timeout) =
-            done_rx.recv_timeout(Duration::from_millis(20))
-        {
-            kick_vcpu();
+    let results = options.bench.then(|| read_results(&vm.ram)).flatten();
+    Ok(RunReport {
+        outcome,
+        ended_by,
+        interrupted,
+        vcpus: per_vcpu,
+        timebase: vm.timebase.clone(),
+        results,
+        vmm_rss_kib: rss_apart_from(&vm.ram),
+    })
+}
+
+/// Waits for `running` vCPU threads to finish, ending the run on
+/// `--timeout` or SIGINT/SIGTERM and kicking the vCPUs periodically with
+/// `kick_every`. Returns whether a signal stopped the run.
+fn wait(
+    control: &control::Control,
+    done: &mpsc::Receiver<usize>,
+    mut running: usize,
+    options: &RunOptions,
+) -> bool {
+    let started = Instant::now();
+    let mut next_kick = options.kick_every.map(|k| started + k);
+    let mut interrupted = false;
+    while running > 0 {
+        let now = Instant::now();
+        let mut wake = now + SIGNAL_POLL;
+        if control.stopping() {
+            wake = now + STOP_RETRY;
+        } else {
+            if let Some(t) = options.timeout {
+                wake = wake.min(started + t);
+            }
+            if let Some(k) = next_kick {
+                wake = wake.min(k);
+            }
+        }
+        match done.recv_timeout(wake.saturating_duration_since(now)) {
+            Ok(_) => {
+                running -= 1;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if control.stopping() {
+            // A vCPU thread that has not noticed yet: kick again (a kick
+            // that landed before the thread published its kvm_run, for
+            // instance, did nothing).
+            control.kick_all();
+            continue;
+        }
+        let now = Instant::now();
+        if kick::stop_requested() {
+            interrupted = true;
+            control.end(Ending::Interrupted);
+        } else if options.timeout.is_some_and(|t| now >= started + t) {
+            control.end(Ending::Timeout);
+        } else if let (Some(k), Some(every)) = (next_kick, options.kick_every) {
+            if now >= k {
+                control.kick_all();
+                next_kick = Some(now + every);
+            }
         }
     }
-    handle
-        .join()
-        .map_err(|_| KvmError::Thread("the vCPU thread panicked".into()))?
+    interrupted
 }
 
 /// Tells the firmware that this VMM has the benchmark's phase-marker

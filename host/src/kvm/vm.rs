@@ -1,27 +1,32 @@
-//! Creating the VM: KVM handle, capability checks, guest RAM, devices, vCPU.
+//! Creating the VM: KVM handle, capability checks, guest RAM, devices,
+//! vCPUs.
 
 use std::io::Write;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_arm_counter_offset, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_PSCI_0_2,
-    KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET,
+    kvm_arm_counter_offset, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_POWER_OFF,
+    KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 
 use uirq_abi::bench::{MARKER_BASE, MARKER_SIZE};
+use uirq_abi::gicv2::IntId;
 use uirq_abi::layout::{
-    GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE,
+    GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE, UART_SPI,
 };
 
+use super::regs::{set_core_reg, spi_irq_field, CoreReg, KVM_REG_ARM_TIMER_CNT};
 use super::{ioctl, KvmError};
 use crate::bus::Bus;
-use crate::devices::gicv2::{CpuInterfaceFrame, DistributorFrame, GicConfig, Gicv2};
+use crate::devices::gicv2::{GicConfig, Gicv2};
+use crate::devices::irq_line::IrqLine;
 use crate::devices::marker::Marker;
 use crate::devices::pl011::Pl011;
+use crate::irqchip::{CpuInterfaceFrame, DistributorFrame, GicSpi, UserGic};
 use crate::memory::{self, GuestRam};
 
 /// Which interrupt controller serves the guest.
@@ -56,22 +61,26 @@ pub struct VmConfig {
     pub image: Vec<u8>,
     /// Guest RAM size in bytes.
     pub ram_size: u64,
+    /// Number of vCPUs (1 to 8, the GICv2 limit). vCPU 0 starts at the
+    /// image's entry; the others start powered off, for PSCI CPU_ON.
+    pub cpus: usize,
     /// Values for x0, x1, x2 at entry (see `uirq_abi::boot`).
     pub boot_args: [u64; 3],
     /// Where the guest's UART output goes.
     pub console: Box<dyn Write + Send>,
 }
 
-/// A created VM, ready to run its vCPU.
+/// A created VM, ready to run its vCPUs.
 pub struct Vm {
     /// The KVM VM file descriptor (for KVM_IRQ_LINE).
-    pub fd: VmFd,
-    /// The one vCPU.
-    pub vcpu: VcpuFd,
+    pub fd: Arc<VmFd>,
+    /// The vCPUs, by index; the run takes them out, one to each thread.
+    pub vcpus: Vec<VcpuFd>,
     /// The MMIO bus with the GIC frames and the UART.
     pub bus: Bus,
-    /// The interrupt controller, shared with the bus's GIC frames.
-    pub gic: Arc<Mutex<Gicv2>>,
+    /// The userspace interrupt controller, shared with the bus's GIC
+    /// frames; `None` with KVM's in-kernel vGIC.
+    pub gic: Option<Arc<UserGic>>,
     /// Guest RAM; kept alive as long as KVM maps it.
     pub ram: GuestRam,
     /// The benchmark phase the firmware last announced.
@@ -126,7 +135,7 @@ fn zero_counter_offset(kvm: &Kvm, fd: &VmFd) -> Option<String> {
 fn measure_counter_offset(vcpu: &VcpuFd) -> Result<(i64, String), KvmError> {
     let mut bytes = [0u8; 8];
     let before = super::clock::now();
-    vcpu.get_one_reg(super::vcpu::KVM_REG_ARM_TIMER_CNT, &mut bytes)
+    vcpu.get_one_reg(KVM_REG_ARM_TIMER_CNT, &mut bytes)
         .map_err(ioctl("KVM_GET_ONE_REG (guest counter)"))?;
     let after = super::clock::now();
     let guest = u64::from_le_bytes(bytes);
@@ -158,8 +167,9 @@ pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
     Ok(kvm)
 }
 
-/// Builds the VM: RAM with the image, the devices on the bus, one vCPU
-/// initialised with PSCI 0.2 and the boot registers set.
+/// Builds the VM: RAM with the image, the devices on the bus, the vCPUs
+/// initialised with PSCI 0.2 (all but vCPU 0 powered off) and vCPU 0's boot
+/// registers set.
 pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     let fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
     let zeroed = zero_counter_offset(kvm, &fd);
@@ -190,53 +200,75 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     // With the userspace irqchip there is no KVM_CREATE_DEVICE for a vGIC:
     // that is what puts the irqchip in userspace. The GIC model answers the
     // two GIC frames instead.
-    let gic = Arc::new(Mutex::new(Gicv2::new(GicConfig {
-        num_cpus: 1,
-        num_spis: NUM_SPIS,
-    })?));
+    let fd = Arc::new(fd);
     let mut bus = Bus::new();
-    let vgic = match config.irqchip {
+    let uart_spi = IntId::spi(UART_SPI).expect("the UART's SPI is a valid SPI number");
+    let (gic, vgic, uart_irq): (_, _, Box<dyn IrqLine>) = match config.irqchip {
         Irqchip::User => {
+            let gic = Arc::new(UserGic::new(Gicv2::new(GicConfig {
+                num_cpus: config.cpus,
+                num_spis: NUM_SPIS,
+            })?));
             let dist = Arc::new(Mutex::new(DistributorFrame(gic.clone())));
             let cpu = Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone())));
             bus.insert("gicd", GICD_BASE, GICD_SIZE, dist)?;
             bus.insert("gicc", GICC_BASE, GICC_SIZE, cpu)?;
-            None
+            let line = Box::new(GicSpi::new(gic.clone(), uart_spi));
+            (Some(gic), None, line)
         }
-        Irqchip::Kernel => Some(super::vgic::create(&fd, 32 + NUM_SPIS)?),
+        Irqchip::Kernel => {
+            let vgic = super::vgic::create(&fd, 32 + NUM_SPIS)?;
+            let line = Box::new(KernelSpi {
+                vm: fd.clone(),
+                intid: uart_spi.raw(),
+            });
+            (None, Some(vgic), line)
+        }
     };
-    let uart = Arc::new(Mutex::new(Pl011::new(config.console)));
+    let uart = Arc::new(Mutex::new(Pl011::new(config.console, uart_irq)));
     bus.insert("uart", UART_BASE, UART_SIZE, uart)?;
     let phase = Arc::new(AtomicU32::new(0));
     let marker = Arc::new(Mutex::new(Marker::new(phase.clone())));
     bus.insert("bench-marker", MARKER_BASE, MARKER_SIZE, marker)?;
 
-    let vcpu = fd.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
     let mut init = kvm_vcpu_init::default();
     fd.get_preferred_target(&mut init)
         .map_err(ioctl("KVM_ARM_PREFERRED_TARGET"))?;
-    // PSCI 0.2 gives the guest SYSTEM_OFF, which KVM turns into a
-    // KVM_EXIT_SYSTEM_EVENT for the VMM.
+    // PSCI 0.2 gives the guest CPU_ON and SYSTEM_OFF: KVM implements CPU_ON
+    // itself and turns SYSTEM_OFF into a KVM_EXIT_SYSTEM_EVENT.
     init.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
-    vcpu.vcpu_init(&init).map_err(ioctl("KVM_ARM_VCPU_INIT"))?;
+    let mut vcpus = Vec::with_capacity(config.cpus);
+    for index in 0..config.cpus {
+        let vcpu = fd
+            .create_vcpu(index as u64)
+            .map_err(ioctl("KVM_CREATE_VCPU"))?;
+        let mut init = init;
+        if index > 0 {
+            // Secondaries wait, powered off, for the guest's PSCI CPU_ON
+            // (Documentation/virt/kvm/api.rst, KVM_ARM_VCPU_INIT).
+            init.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
+        }
+        vcpu.vcpu_init(&init).map_err(ioctl("KVM_ARM_VCPU_INIT"))?;
+        vcpus.push(vcpu);
+    }
     if let Some(dev) = &vgic {
         super::vgic::init(dev)?;
     }
     let (timebase_offset, timebase) = match zeroed {
         Some(how) => (0, how),
-        None => measure_counter_offset(&vcpu)?,
+        None => measure_counter_offset(&vcpus[0])?,
     };
 
     // KVM_ARM_VCPU_INIT leaves the vCPU at EL1h with DAIF masked and the MMU
     // off; only the PC and the boot arguments need setting.
-    super::vcpu::set_core_reg(&vcpu, super::vcpu::CoreReg::Pc, entry)?;
+    set_core_reg(&vcpus[0], CoreReg::Pc, entry)?;
     for (n, value) in config.boot_args.into_iter().enumerate() {
-        super::vcpu::set_core_reg(&vcpu, super::vcpu::CoreReg::X(n as u8), value)?;
+        set_core_reg(&vcpus[0], CoreReg::X(n as u8), value)?;
     }
 
     Ok(Vm {
         fd,
-        vcpu,
+        vcpus,
         bus,
         gic,
         ram,
@@ -246,4 +278,22 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         timebase_offset,
         timebase,
     })
+}
+
+/// The PL011's interrupt wired to KVM's in-kernel vGIC: `KVM_IRQ_LINE`
+/// with the SPI's interrupt id.
+struct KernelSpi {
+    vm: Arc<VmFd>,
+    intid: u32,
+}
+
+impl IrqLine for KernelSpi {
+    fn set_level(&self, level: bool) {
+        if let Err(e) = self.vm.set_irq_line(spi_irq_field(self.intid), level) {
+            tracing::warn!(
+                intid = self.intid,
+                "KVM_IRQ_LINE for a device SPI failed: {e}"
+            );
+        }
+    }
 }

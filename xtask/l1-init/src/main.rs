@@ -8,7 +8,9 @@
 //! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
 //! 2. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
 //!    with the console as its stdout and stderr, framing each run with marker
-//!    lines that xtask parses ([`MARK`]);
+//!    lines that xtask parses ([`MARK`]); a job whose first field is
+//!    `@sigint-after-ms=N` gets SIGINT N ms after it started, as Ctrl-C
+//!    would send it ([`SIGINT_AFTER`]);
 //! 3. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! It must never return or panic without powering off: PID 1 exiting makes
@@ -20,6 +22,10 @@ use std::process::Command;
 
 /// Prefix of the lines xtask parses; nothing else prints it.
 const MARK: &str = "@@uirq";
+
+/// A job's optional first field: send the VMM SIGINT this many
+/// milliseconds after it started (`xtask::jobs::SIGINT_AFTER`).
+const SIGINT_AFTER: &str = "@sigint-after-ms=";
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -37,10 +43,18 @@ fn main() {
 
     let jobs = std::fs::read_to_string("/jobs").unwrap_or_default();
     for (index, line) in jobs.lines().enumerate() {
-        let args: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
+        let mut args: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
+        let sigint_after = match args.first().and_then(|a| a.strip_prefix(SIGINT_AFTER)) {
+            Some(ms) => {
+                let ms = ms.parse().unwrap_or(0);
+                args.remove(0);
+                Some(std::time::Duration::from_millis(ms))
+            }
+            None => None,
+        };
         println!("{MARK} job {index} start");
         let _ = std::io::stdout().flush();
-        let code = match Command::new("/uirq-vmm").args(&args).status() {
+        let code = match run_vmm(&args, sigint_after) {
             Ok(status) => status.code().unwrap_or_else(|| {
                 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
             }),
@@ -53,6 +67,29 @@ fn main() {
     }
     println!("{MARK} done");
     power_off();
+}
+
+/// Runs the VMM with `args`; with `sigint_after`, interrupts it as Ctrl-C
+/// would once that much time has passed.
+fn run_vmm(
+    args: &[&str],
+    sigint_after: Option<std::time::Duration>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let mut child = Command::new("/uirq-vmm").args(args).spawn()?;
+    if let Some(after) = sigint_after {
+        let start = std::time::Instant::now();
+        while start.elapsed() < after {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill has no memory-safety preconditions; `pid` is our
+        // own child, not yet reaped, so it cannot name another process.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+    }
+    child.wait()
 }
 
 /// Mounts a kernel filesystem (`devtmpfs` for /dev/kvm, `proc` for the

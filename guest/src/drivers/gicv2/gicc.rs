@@ -295,6 +295,12 @@ impl Gicc {
         self.regs.HPPIR.get()
     }
 
+    /// The interrupt `GICC_HPPIR` reports, or `None` for a special id
+    /// (1023: nothing pending).
+    pub fn highest_pending_id(&self) -> Option<IntId> {
+        IntId::new(self.regs.HPPIR.read(IAR::InterruptID))
+    }
+
     /// The whole frame by offset, for checking the rules the typed map
     /// cannot express (writes to read-only registers).
     pub fn raw(&self) -> RawFrame {

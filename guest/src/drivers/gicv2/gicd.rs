@@ -287,6 +287,28 @@ impl Gicd {
         regs.CTLR.write(CTLR::Enable::SET);
     }
 
+    /// Puts the calling CPU's *banked* part of the distributor in a known
+    /// state, and nothing else: its SGIs and PPIs (ids 0-31) disabled, not
+    /// pending (SGIs from every source, through `GICD_CPENDSGIRn`, 4.3.16),
+    /// not active, at the [`DEFAULT_PRIORITY`].
+    ///
+    /// This is what a core that starts after the distributor was set up
+    /// does for itself: [`Gicd::init`] resets the shared state (and its own
+    /// banked copy) once, and the other cores cannot reach each other's
+    /// banked registers (4.1.4), so each resets its own.
+    pub fn init_private(&self) {
+        let regs = self.regs;
+        regs.ICENABLER[0].set(u32::MAX);
+        regs.ICPENDR[0].set(u32::MAX);
+        for sources in &regs.CPENDSGIR {
+            sources.set(u8::MAX);
+        }
+        regs.ICACTIVER[0].set(u32::MAX);
+        for priority in &regs.IPRIORITYR[..SPI_BASE as usize] {
+            priority.set(DEFAULT_PRIORITY);
+        }
+    }
+
     /// Word index and bit mask of `id` in a one-bit-per-interrupt array.
     fn bit(id: IntId) -> (usize, u32) {
         let raw = id.raw();
@@ -611,6 +633,28 @@ mod tests {
             assert_eq!(fake.word(gicd::ICFGR + 4 * word), 0, "SPIs level-sensitive");
         }
         assert_eq!(fake.word(gicd::ICFGR + 4 * 6), 0xFFFF_FFFF);
+    }
+
+    #[test]
+    fn init_private_touches_only_the_banked_registers() {
+        let fake = Fake::new();
+        fake.set_word(gicd::TYPER, 2); // 96 interrupt ids
+        fake.set_word(gicd::CTLR, 1);
+        gicd(&fake).init_private();
+
+        for base in [gicd::ICENABLER, gicd::ICPENDR, gicd::ICACTIVER] {
+            assert_eq!(fake.word(base), u32::MAX, "banked word 0");
+            assert_eq!(fake.word(base + 4), 0, "shared words untouched");
+        }
+        for word in 0..4 {
+            assert_eq!(fake.word(gicd::CPENDSGIR + 4 * word), u32::MAX);
+        }
+        for word in 0..8 {
+            assert_eq!(fake.word(gicd::IPRIORITYR + 4 * word), 0xA0A0_A0A0);
+        }
+        assert_eq!(fake.word(gicd::IPRIORITYR + 4 * 8), 0, "SPI priorities");
+        assert_eq!(fake.word(gicd::ITARGETSR + 32), 0, "SPI targets");
+        assert_eq!(fake.word(gicd::CTLR), 1, "forwarding left on");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   entry, calls the scenario's handler (which ends the interrupt itself,
 //!   as each scenario ends it differently), and logs the exit. The log of
 //!   entries and exits ([`log`]) is how a scenario checks how many
-//!   interrupts it took and in which order, nesting included.
+//!   interrupts it took and in which order, nesting included. Each core
+//!   keeps its own log (written only by that core; [`log_of`] reads
+//!   another's), so the SMP scenarios can check which core took what.
 //! - **Bounded waits.** [`irq_window`] and [`wait_with_irqs`] unmask IRQs
 //!   for a bounded time, measured on the virtual counter, so no scenario can
 //!   hang: a missing interrupt becomes a failed check.
@@ -41,13 +43,17 @@ use aarch64_cpu::{
     asm::barrier,
     registers::{ReadWriteable, DAIF},
 };
-use uirq_abi::{boot::Program, exit::Status, gicv2::IntId};
+use uirq_abi::{
+    boot::{Program, MAX_CPUS},
+    exit::Status,
+    gicv2::IntId,
+};
 use uirq_guest::drivers::{
     gicv2::{Acknowledged, Gicc, Gicd, Priority},
     timer::{us_to_ticks, VirtualTimer},
 };
 
-use crate::{board, psci};
+use crate::{board, psci, smp};
 
 /// The running scenario's program number (0: none).
 static CURRENT: AtomicU64 = AtomicU64::new(0);
@@ -55,12 +61,24 @@ static CURRENT: AtomicU64 = AtomicU64::new(0);
 /// The counter frequency, read once by [`start`].
 static FREQ: AtomicU64 = AtomicU64::new(0);
 
-/// Most log entries kept; later ones are counted but dropped.
+/// Most log entries kept per core; later ones are counted but dropped.
 const LOG_SIZE: usize = 32;
-/// Log entries: `GICC_IAR` values, with [`EXIT`] set for exits.
-static LOG: [AtomicU32; LOG_SIZE] = [const { AtomicU32::new(0) }; LOG_SIZE];
-/// Entries recorded (may exceed `LOG_SIZE`).
-static LOG_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One core's log.
+struct CoreLog {
+    /// `GICC_IAR` values, with [`EXIT`] set for exits.
+    entries: [AtomicU32; LOG_SIZE],
+    /// Entries recorded (may exceed `LOG_SIZE`).
+    len: AtomicUsize,
+}
+
+/// Every core's log, each written only by its core.
+static LOGS: [CoreLog; MAX_CPUS] = [const {
+    CoreLog {
+        entries: [const { AtomicU32::new(0) }; LOG_SIZE],
+        len: AtomicUsize::new(0),
+    }
+}; MAX_CPUS];
 
 /// Flag of a log entry that records a handler's exit.
 pub const EXIT: u32 = 1 << 31;
@@ -198,19 +216,10 @@ pub fn us(us: u64) -> u64 {
     us_to_ticks(us, freq)
 }
 
-/// Whether the core's IRQ input is asserted right now (`ISR_EL1.I`, bit 7),
-/// whatever `PSTATE.I` is. Under a hypervisor this is the virtual IRQ the
-/// VMM raised with `KVM_IRQ_LINE`.
+/// Whether the core's IRQ input is asserted right now (`ISR_EL1.I`),
+/// whatever `PSTATE.I` is (`crate::irq::signalled`).
 pub fn signalled() -> bool {
-    // The GIC access that changed the line has completed (a device access
-    // completes before the next instruction under both KVM and QEMU); the
-    // ISB makes sure ISR is read after it.
-    barrier::dsb(barrier::SY);
-    barrier::isb(barrier::SY);
-    let isr: u64;
-    // SAFETY: reading ISR_EL1 at EL1 has no side effect.
-    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr, options(nomem, nostack)) };
-    isr & (1 << 7) != 0
+    crate::irq::signalled()
 }
 
 /// Unmasks IRQs until `done()` holds or `timeout_us` passes, then masks
@@ -239,32 +248,48 @@ pub fn irq_window(us: u64) {
 }
 
 fn push(entry: u32) {
-    let i = LOG_LEN.fetch_add(1, Ordering::Relaxed);
-    if let Some(slot) = LOG.get(i) {
+    // Only this core writes its log: a plain load and store suffice.
+    let log = &LOGS[smp::core_id()];
+    let i = log.len.load(Ordering::Relaxed);
+    if let Some(slot) = log.entries.get(i) {
         slot.store(entry, Ordering::Relaxed);
     }
+    log.len.store(i + 1, Ordering::Release);
 }
 
-/// Number of log entries so far.
+/// Number of this core's log entries so far.
 pub fn log_len() -> usize {
-    LOG_LEN.load(Ordering::Relaxed)
+    LOGS[smp::core_id()].len.load(Ordering::Acquire)
 }
 
-/// Handler entries so far (each acknowledged interrupt is one).
+/// This core's handler entries so far (each acknowledged interrupt is one).
 pub fn entries() -> usize {
     log().iter().filter(|&&e| e & (EXIT | SPECIAL) == 0).count()
 }
 
-/// The log so far (at most `LOG_SIZE` entries).
+/// This core's log so far (at most `LOG_SIZE` entries).
 pub fn log() -> Log {
+    log_of(smp::core_id())
+}
+
+/// Core `core`'s log so far (read it once that core is done with it).
+pub fn log_of(core: usize) -> Log {
+    let core_log = &LOGS[core];
     let mut log = Log {
         entries: [0; LOG_SIZE],
-        len: log_len().min(LOG_SIZE),
+        len: core_log.len.load(Ordering::Acquire).min(LOG_SIZE),
     };
-    for (slot, entry) in log.entries.iter_mut().zip(&LOG).take(log.len) {
+    for (slot, entry) in log.entries.iter_mut().zip(&core_log.entries).take(log.len) {
         *slot = entry.load(Ordering::Relaxed);
     }
     log
+}
+
+/// Empties every core's log (while no core takes interrupts).
+pub fn clear_logs() {
+    for log in &LOGS {
+        log.len.store(0, Ordering::Release);
+    }
 }
 
 /// A copy of the interrupt log, printable as `+27 -27 ...` (`+` entry,
@@ -307,17 +332,28 @@ impl fmt::Debug for Log {
     }
 }
 
-/// Fails unless the log is exactly `expected` (entries are `GICC_IAR`
-/// values, exits have [`EXIT`] set).
+/// Fails unless this core's log is exactly `expected` (entries are
+/// `GICC_IAR` values, exits have [`EXIT`] set).
 pub fn expect_log(expected: &[u32]) {
-    let log = log();
+    expect_log_of(smp::core_id(), expected);
+}
+
+/// Fails unless core `core`'s log is exactly `expected`.
+pub fn expect_log_of(core: usize, expected: &[u32]) {
+    let log = log_of(core);
     if log != *expected {
         let want = Log {
             entries: core::array::from_fn(|i| expected.get(i).copied().unwrap_or(0)),
             len: expected.len().min(LOG_SIZE),
         };
+        // Core 0's log is "the" log of the single-CPU scenarios.
+        if core == 0 {
+            fail(format_args!(
+                "interrupt log {log:?} (+ entry, - exit), expected {want:?}"
+            ));
+        }
         fail(format_args!(
-            "interrupt log {log:?} (+ entry, - exit), expected {want:?}"
+            "interrupt log of core {core} {log:?} (+ entry, - exit), expected {want:?}"
         ));
     }
 }

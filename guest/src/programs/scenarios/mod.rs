@@ -20,12 +20,24 @@
 //! | `spurious`  | [`spurious`]  | IAR answers 1023 when nothing can be acknowledged    |
 //! | `regs`      | [`regs`]      | read-only, RAZ/WI, byte access and priority masks    |
 //!
+//! and, on several cores (`Program::min_cpus`; with fewer they fail at once
+//! and say why):
+//!
+//! | program       | module          | what it shows                                      |
+//! |---------------|-----------------|----------------------------------------------------|
+//! | `sgi-smp`     | [`sgi_smp`]     | SGI target lists and filters, on the right cores   |
+//! | `sgi-sources` | [`sgi_sources`] | one SGI pending from two sources: two acknowledges |
+//! | `spi-route`   | [`spi_route`]   | banked ITARGETSR0-7, SPI routing and re-routing    |
+//! | `spi-1ofn`    | [`spi_1ofn`]    | an SPI for several cores is taken by exactly one   |
+//!
 //! [`common`] holds what they share: the `check!` macros, the verdict, the
-//! IRQ entry that acknowledges and logs, and bounded waits.
+//! IRQ entry that acknowledges and logs (per core), and bounded waits;
+//! [`cores`] starts the other cores and runs steps on them.
 
 #[macro_use]
 pub mod common;
 
+pub mod cores;
 pub mod disabled;
 pub mod eoimode;
 pub mod level;
@@ -35,6 +47,10 @@ pub mod preempt;
 pub mod ptimer;
 pub mod regs;
 pub mod sgi;
+pub mod sgi_smp;
+pub mod sgi_sources;
+pub mod spi_1ofn;
+pub mod spi_route;
 pub mod spi_state;
 pub mod spurious;
 
@@ -60,13 +76,22 @@ pub fn run(program: Program) -> ! {
         Program::Disabled => disabled::run,
         Program::Spurious => spurious::run,
         Program::RegisterRules => regs::run,
-        Program::Timer | Program::Spin | Program::Fault | Program::Bench => {
+        Program::SgiSmp => sgi_smp::run,
+        Program::SgiSources => sgi_sources::run,
+        Program::SpiRoute => spi_route::run,
+        Program::SpiOneOfN => spi_1ofn::run,
+        Program::Timer
+        | Program::Spin
+        | Program::Fault
+        | Program::Bench
+        | Program::SmpTimer
+        | Program::IpiStress => {
             println!("uirq-guest: `{}` is not a scenario", program.name());
             crate::psci::system_off(uirq_abi::exit::Status::BadBootArgs)
         }
     };
     common::start(program);
-    crate::exceptions::route_irqs_to(crate::exceptions::IrqRoute::Scenario);
+    crate::irq::set_handler(on_irq);
     run()
 }
 
@@ -82,6 +107,9 @@ fn handler(program: Program) -> Handler {
         Program::SgiSelf => sgi::on_irq,
         Program::SpiState => spi_state::on_irq,
         Program::Disabled => disabled::on_irq,
+        Program::SgiSmp => sgi_smp::on_irq,
+        Program::SpiRoute => spi_route::on_irq,
+        Program::SpiOneOfN => spi_1ofn::on_irq,
         _ => common::unexpected_irq,
     }
 }

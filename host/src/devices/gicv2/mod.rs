@@ -52,7 +52,6 @@
 //! | `distributor.rs` | GICD register decode |
 //! | `cpu_interface.rs` | GICC register decode, acknowledge, EOI, DIR |
 //! | `access.rs` | access-size rules (IHI 0048B 4.1.4) |
-//! | `mmio.rs` | [`DistributorFrame`], [`CpuInterfaceFrame`] |
 //! | `fuzzing.rs` | input decoder and invariant checks shared by the fuzz target, the corpus test and the property tests |
 
 mod access;
@@ -61,7 +60,6 @@ mod cpu_interface;
 mod distributor;
 #[doc(hidden)]
 pub mod fuzzing;
-mod mmio;
 mod priority;
 mod state;
 #[cfg(test)]
@@ -70,7 +68,6 @@ mod tests;
 use uirq_abi::gicv2::{IntId, IntKind};
 
 pub use config::{ConfigError, GicConfig, MAX_CPUS, MAX_SPIS};
-pub use mmio::{CpuInterfaceFrame, DistributorFrame};
 
 use cpu_interface::CpuInterface;
 use state::IrqTable;
@@ -82,8 +79,9 @@ const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
 
 /// The GICv2 model: one distributor and `num_cpus` CPU interfaces.
 ///
-/// Not internally synchronised: the VMM shares it as `Arc<Mutex<Gicv2>>`
-/// (see [`DistributorFrame`] and [`CpuInterfaceFrame`]).
+/// Not internally synchronised: the VMM shares it between vCPU threads
+/// behind a lock (`crate::irqchip::UserGic`), which also maps its two frames
+/// onto the MMIO bus.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Gicv2 {
     config: GicConfig,

@@ -8,6 +8,13 @@
 //! vCPU. When `--timeout` does that kick, the level report finally arrives,
 //! long after the deadline. That signature is what [`missed_wakeup`] looks
 //! for, so the VMM can name the kernel bug instead of only saying "timeout".
+//!
+//! [`StoppedTimerProbe`] gathers the evidence during the run: when the
+//! virtual timer's level last rose, and whether that was on the very exit
+//! the stop caused; the loop hands it the timer registers at the stop.
+
+use crate::exit::Exit;
+use crate::probe::{Probe, Timer, TimerRegs};
 
 /// CNTV_CTL_EL0.ENABLE.
 const CTL_ENABLE: u64 = 1 << 0;
@@ -36,9 +43,92 @@ pub fn missed_wakeup(t: &StoppedTimer, tolerance: u64) -> Option<u64> {
     (armed && late > tolerance).then_some(late)
 }
 
+/// The probe that records what [`missed_wakeup`] needs, on one vCPU.
+pub struct StoppedTimerProbe {
+    now: fn() -> u64,
+    exits: u64,
+    /// (exit number, time) of the last exit that reported the virtual
+    /// timer rising.
+    rose: Option<(u64, u64)>,
+    /// What the stop left, once stopped.
+    pub stopped: Option<StoppedTimer>,
+}
+
+impl StoppedTimerProbe {
+    /// A probe that timestamps with `now` (the counter, on the guest's
+    /// timebase).
+    pub fn new(now: fn() -> u64) -> Self {
+        Self {
+            now,
+            exits: 0,
+            rose: None,
+            stopped: None,
+        }
+    }
+}
+
+impl Probe for StoppedTimerProbe {
+    fn exit(&mut self, _cpu: usize, _exit: &Exit) {
+        self.exits += 1;
+    }
+
+    fn timer_level(&mut self, _cpu: usize, timer: Timer, level: bool) {
+        if timer == Timer::Virtual && level {
+            self.rose = Some((self.exits, (self.now)()));
+        }
+    }
+
+    fn wants_stopped_timer(&self) -> bool {
+        true
+    }
+
+    fn stopped(&mut self, _cpu: usize, timer: Option<TimerRegs>) {
+        self.stopped = timer.map(|t| StoppedTimer {
+            ctl: t.ctl,
+            cval: t.cval,
+            rose_on_stop_exit: self
+                .rose
+                .filter(|&(exit, _)| exit == self.exits)
+                .map(|(_, at)| at),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clock() -> u64 {
+        9_000
+    }
+
+    // The level that rose on the last exit before the stop counts; one that
+    // rose earlier, and was followed by other exits, does not.
+    #[test]
+    fn the_probe_keeps_only_a_rise_on_the_stop_exit() {
+        let regs = Some(TimerRegs {
+            ctl: ARMED,
+            cval: 1_000,
+        });
+        let mut p = StoppedTimerProbe::new(clock);
+        p.exit(0, &Exit::Interrupted);
+        p.timer_level(0, Timer::Virtual, true);
+        p.stopped(0, regs);
+        assert_eq!(p.stopped.unwrap().rose_on_stop_exit, Some(9_000));
+        assert_eq!(missed_wakeup(&p.stopped.unwrap(), 100), Some(8_000));
+
+        let mut p = StoppedTimerProbe::new(clock);
+        p.exit(0, &Exit::Interrupted);
+        p.timer_level(0, Timer::Virtual, true);
+        p.exit(0, &Exit::Interrupted);
+        p.stopped(0, regs);
+        assert_eq!(p.stopped.unwrap().rose_on_stop_exit, None);
+        let mut p = StoppedTimerProbe::new(clock);
+        p.exit(0, &Exit::Interrupted);
+        p.timer_level(0, Timer::Physical, true);
+        p.stopped(0, regs);
+        assert_eq!(p.stopped.unwrap().rose_on_stop_exit, None);
+    }
 
     const ARMED: u64 = CTL_ENABLE;
 

@@ -1,0 +1,570 @@
+//! Serving one exit from `KVM_RUN`: a plain function of the exit and the
+//! device state, with no KVM in it, so it is unit-tested on any machine.
+//!
+//! The vCPU loop (`kvm::vcpu`, aarch64 only) copies what it needs out of
+//! the `kvm_run` page into an [`Exit`], reads the timer output levels KVM
+//! left beside it, and hands both to [`serve`]. In that order of work:
+//!
+//! 1. **Timer levels first.** Any change of the virtual or physical timer's
+//!    output goes into the GIC model as the level of PPI 27 / PPI 30
+//!    *before* the exit is served: when a guest handler silences the timer
+//!    and then writes GICC_EOIR, the EOIR exit carries the lowered level, and
+//!    the model must see it before the EOI, or it would find the
+//!    level-sensitive interrupt still asserted and make it pending again.
+//! 2. **The exit.** MMIO goes to the bus (GIC frames, UART, ...). A PSCI
+//!    SYSTEM_OFF, reset or crash ends the run. An EINTR return means only a
+//!    level changed, or another thread kicked this one.
+//! 3. **Anything else ends the run with a named error**
+//!    ([`ExitError`]): a failed VM entry, an internal KVM error or an exit
+//!    this VMM does not know are never resumed, since resuming them would
+//!    only repeat them forever.
+
+use thiserror::Error;
+use uirq_abi::gicv2::{PTIMER, VTIMER};
+
+use crate::bus::{Access, Bus};
+use crate::irqchip::UserGic;
+use crate::probe::{Probe, Timer};
+
+/// `device_irq_level` bit of the EL1 virtual timer
+/// (KVM_ARM_DEV_EL1_VTIMER, arch/arm64/include/uapi/asm/kvm.h).
+pub const LEVEL_VTIMER: u64 = 1 << 0;
+/// `device_irq_level` bit of the EL1 physical timer (KVM_ARM_DEV_EL1_PTIMER).
+pub const LEVEL_PTIMER: u64 = 1 << 1;
+
+/// `kvm_run.system_event.type` values (include/uapi/linux/kvm.h).
+pub mod system_event {
+    /// KVM_SYSTEM_EVENT_SHUTDOWN: PSCI SYSTEM_OFF.
+    pub const SHUTDOWN: u32 = 1;
+    /// KVM_SYSTEM_EVENT_RESET: PSCI SYSTEM_RESET.
+    pub const RESET: u32 = 2;
+    /// KVM_SYSTEM_EVENT_CRASH: the guest reported a crash.
+    pub const CRASH: u32 = 3;
+}
+
+/// One return from `KVM_RUN`, copied out of the `kvm_run` page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A guest load from an address with no memory behind it. [`serve`]
+    /// fills `data[..len]` with the value for KVM to hand the guest.
+    MmioRead {
+        /// Guest physical address.
+        addr: u64,
+        /// Access size in bytes (1, 2, 4 or 8).
+        len: usize,
+        /// The value read, little-endian, filled in by [`serve`].
+        data: [u8; 8],
+    },
+    /// A guest store to an address with no memory behind it.
+    MmioWrite {
+        /// Guest physical address.
+        addr: u64,
+        /// Access size in bytes (1, 2, 4 or 8).
+        len: usize,
+        /// The value stored, little-endian, in `data[..len]`.
+        data: [u8; 8],
+    },
+    /// KVM_EXIT_SYSTEM_EVENT with its type ([`system_event`]).
+    SystemEvent(u32),
+    /// `KVM_RUN` returned EINTR: a timer level changed (userspace irqchip),
+    /// or a signal kicked the thread.
+    Interrupted,
+    /// KVM_EXIT_FAIL_ENTRY: the hardware refused to enter the guest.
+    FailEntry {
+        /// `hardware_entry_failure_reason`.
+        reason: u64,
+        /// The physical CPU that failed the entry.
+        host_cpu: u32,
+    },
+    /// KVM_EXIT_INTERNAL_ERROR.
+    InternalError {
+        /// `internal.suberror`.
+        suberror: u32,
+    },
+    /// Any other exit, by name.
+    Other(String),
+}
+
+impl Exit {
+    /// A short name for logs and traces.
+    pub fn kind(&self) -> &str {
+        match self {
+            Exit::MmioRead { .. } => "mmio-read",
+            Exit::MmioWrite { .. } => "mmio-write",
+            Exit::SystemEvent(_) => "system-event",
+            Exit::Interrupted => "interrupted",
+            Exit::FailEntry { .. } => "fail-entry",
+            Exit::InternalError { .. } => "internal-error",
+            Exit::Other(name) => name,
+        }
+    }
+
+    /// A store of `value` (`len` bytes) at `addr`.
+    pub fn write(addr: u64, len: usize, value: u64) -> Self {
+        Exit::MmioWrite {
+            addr,
+            len: len.min(8),
+            data: value.to_le_bytes(),
+        }
+    }
+
+    /// A load of `len` bytes at `addr`.
+    pub fn read(addr: u64, len: usize) -> Self {
+        Exit::MmioRead {
+            addr,
+            len: len.min(8),
+            data: [0; 8],
+        }
+    }
+}
+
+/// How a run ended from inside the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// PSCI SYSTEM_OFF; the caller reads the status register.
+    PowerOff,
+    /// PSCI SYSTEM_RESET.
+    Reset,
+    /// KVM reported a guest crash, or a system event this VMM does not know.
+    Crash,
+}
+
+/// What the loop does after an exit was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// Re-enter the guest.
+    Resume,
+    /// The guest ended the run.
+    Stop(Stop),
+}
+
+/// An exit that ends the run: the guest cannot usefully be resumed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ExitError {
+    /// KVM_EXIT_FAIL_ENTRY.
+    #[error("KVM could not enter the guest on vCPU {cpu} (KVM_EXIT_FAIL_ENTRY, hardware reason {reason:#x}, host CPU {host_cpu})")]
+    FailEntry {
+        /// The vCPU.
+        cpu: usize,
+        /// `hardware_entry_failure_reason`.
+        reason: u64,
+        /// The physical CPU.
+        host_cpu: u32,
+    },
+    /// KVM_EXIT_INTERNAL_ERROR.
+    #[error("KVM hit an internal error running vCPU {cpu} (KVM_EXIT_INTERNAL_ERROR, suberror {suberror})")]
+    InternalError {
+        /// The vCPU.
+        cpu: usize,
+        /// `internal.suberror`.
+        suberror: u32,
+    },
+    /// An exit reason this VMM does not handle.
+    #[error("vCPU {cpu} exited to the VMM for a reason it does not handle ({kind})")]
+    Unexpected {
+        /// The vCPU.
+        cpu: usize,
+        /// The exit, by name.
+        kind: String,
+    },
+    /// `KVM_RUN` failed with ENOSYS after a data abort KVM could not
+    /// decode.
+    #[error("the guest on vCPU {cpu} made an MMIO access at PC {pc:#x} that KVM cannot emulate (KVM_RUN failed with ENOSYS): the instruction has no valid syndrome, as a load/store with writeback or a load/store pair has not; device registers must be accessed with single LDR/STR instructions")]
+    UndecodableMmio {
+        /// The vCPU.
+        cpu: usize,
+        /// The guest's program counter, or 0 if it could not be read.
+        pc: u64,
+    },
+}
+
+/// How to read a `KVM_RUN` failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunFailure {
+    /// EINTR or EAGAIN: a level report or a kick; resume.
+    Interrupted,
+    /// ENOSYS: MMIO KVM could not decode ([`ExitError::UndecodableMmio`]).
+    UndecodableMmio,
+    /// Anything else: a failed ioctl.
+    Other,
+}
+
+/// Classifies the errno of a failed `KVM_RUN` (Documentation/virt/kvm/api.rst,
+/// KVM_RUN; arch/arm64/kvm/mmio.c returns -ENOSYS for an abort without a
+/// valid instruction syndrome when the VMM has not asked for
+/// KVM_CAP_ARM_NISV_TO_USER).
+pub fn classify_run_failure(errno: i32) -> RunFailure {
+    const EINTR: i32 = 4;
+    const EAGAIN: i32 = 11;
+    const ENOSYS: i32 = 38;
+    match errno {
+        EINTR | EAGAIN => RunFailure::Interrupted,
+        ENOSYS => RunFailure::UndecodableMmio,
+        _ => RunFailure::Other,
+    }
+}
+
+/// What happened on one vCPU so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Returns from `KVM_RUN` of any kind.
+    pub exits: u64,
+    /// MMIO loads served.
+    pub mmio_reads: u64,
+    /// MMIO stores served.
+    pub mmio_writes: u64,
+    /// MMIO accesses no device claimed.
+    pub mmio_unclaimed: u64,
+    /// EINTR returns (a timer level report or a kick).
+    pub interrupted: u64,
+    /// EINTR returns that carried a timer level change.
+    pub level_reports: u64,
+    /// Timer level changes forwarded to the GIC model.
+    pub level_changes: u64,
+    /// `KVM_IRQ_LINE` calls made by this vCPU's thread (for any vCPU).
+    pub irq_line_calls: u64,
+    /// Kicks this thread sent to other vCPU threads to apply their lines.
+    pub kicks_sent: u64,
+}
+
+impl Stats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Stats) {
+        self.exits += other.exits;
+        self.mmio_reads += other.mmio_reads;
+        self.mmio_writes += other.mmio_writes;
+        self.mmio_unclaimed += other.mmio_unclaimed;
+        self.interrupted += other.interrupted;
+        self.level_reports += other.level_reports;
+        self.level_changes += other.level_changes;
+        self.irq_line_calls += other.irq_line_calls;
+        self.kicks_sent += other.kicks_sent;
+    }
+}
+
+/// What the exit handling keeps for one vCPU between exits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VcpuState {
+    /// The timer output levels last forwarded (`device_irq_level` bits).
+    pub timer_levels: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// The devices an exit can reach.
+#[derive(Clone, Copy)]
+pub struct Machine<'a> {
+    /// The MMIO bus.
+    pub bus: &'a Bus,
+    /// The userspace GIC, or `None` with KVM's in-kernel vGIC (which takes
+    /// the timer levels itself).
+    pub gic: Option<&'a UserGic>,
+}
+
+/// Serves `exit` on vCPU `cpu`, given the timer output levels KVM reported
+/// with it (`kvm_run.s.regs.device_irq_level`): levels first, then the exit.
+pub fn serve<P: Probe>(
+    cpu: usize,
+    exit: &mut Exit,
+    levels: u64,
+    state: &mut VcpuState,
+    machine: Machine<'_>,
+    probe: &mut P,
+) -> Result<Served, ExitError> {
+    state.stats.exits += 1;
+    let level_changed = match machine.gic {
+        Some(gic) => forward_timer_levels(cpu, levels, state, gic, probe),
+        None => false,
+    };
+    match exit {
+        Exit::MmioRead { addr, len, data } => {
+            state.stats.mmio_reads += 1;
+            *data = [0; 8];
+            let len = (*len).min(8);
+            if machine.bus.read(cpu, *addr, &mut data[..len]) == Access::Unclaimed {
+                state.stats.mmio_unclaimed += 1;
+            }
+            Ok(Served::Resume)
+        }
+        Exit::MmioWrite { addr, len, data } => {
+            state.stats.mmio_writes += 1;
+            let len = (*len).min(8);
+            if machine.bus.write(cpu, *addr, &data[..len]) == Access::Unclaimed {
+                state.stats.mmio_unclaimed += 1;
+            }
+            Ok(Served::Resume)
+        }
+        Exit::Interrupted => {
+            state.stats.interrupted += 1;
+            if level_changed {
+                state.stats.level_reports += 1;
+            }
+            Ok(Served::Resume)
+        }
+        Exit::SystemEvent(kind) => Ok(Served::Stop(match *kind {
+            system_event::SHUTDOWN => Stop::PowerOff,
+            system_event::RESET => Stop::Reset,
+            system_event::CRASH => Stop::Crash,
+            other => {
+                tracing::warn!(
+                    cpu,
+                    kind = other,
+                    "unknown system event, treating it as a crash"
+                );
+                Stop::Crash
+            }
+        })),
+        Exit::FailEntry { reason, host_cpu } => Err(ExitError::FailEntry {
+            cpu,
+            reason: *reason,
+            host_cpu: *host_cpu,
+        }),
+        Exit::InternalError { suberror } => Err(ExitError::InternalError {
+            cpu,
+            suberror: *suberror,
+        }),
+        Exit::Other(kind) => Err(ExitError::Unexpected {
+            cpu,
+            kind: kind.clone(),
+        }),
+    }
+}
+
+/// Forwards the timer output levels that changed to the GIC model as PPI
+/// levels of `cpu`. Returns whether any changed.
+fn forward_timer_levels<P: Probe>(
+    cpu: usize,
+    levels: u64,
+    state: &mut VcpuState,
+    gic: &UserGic,
+    probe: &mut P,
+) -> bool {
+    let changed = (levels ^ state.timer_levels) & (LEVEL_VTIMER | LEVEL_PTIMER);
+    if changed == 0 {
+        return false;
+    }
+    state.timer_levels = levels;
+    for (bit, ppi, timer) in [
+        (LEVEL_VTIMER, VTIMER, Timer::Virtual),
+        (LEVEL_PTIMER, PTIMER, Timer::Physical),
+    ] {
+        if changed & bit != 0 {
+            let level = levels & bit != 0;
+            state.stats.level_changes += 1;
+            gic.with(|g| g.set_ppi_level(cpu, ppi, level));
+            probe.timer_level(cpu, timer, level);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use uirq_abi::gicv2::{gicc, gicd};
+    use uirq_abi::layout::{GICC_BASE, GICD_BASE};
+
+    use super::*;
+    use crate::devices::gicv2::{GicConfig, Gicv2};
+    use crate::irqchip::{CpuInterfaceFrame, DistributorFrame, LineChange};
+    use crate::probe::NoProbe;
+
+    struct Rig {
+        bus: Bus,
+        gic: Arc<UserGic>,
+        state: VcpuState,
+    }
+
+    impl Rig {
+        fn new(cpus: usize) -> Self {
+            let gic = Arc::new(UserGic::new(
+                Gicv2::new(GicConfig {
+                    num_cpus: cpus,
+                    num_spis: 32,
+                })
+                .unwrap(),
+            ));
+            let mut bus = Bus::new();
+            bus.insert(
+                "gicd",
+                GICD_BASE,
+                0x1000,
+                Arc::new(Mutex::new(DistributorFrame(gic.clone()))),
+            )
+            .unwrap();
+            bus.insert(
+                "gicc",
+                GICC_BASE,
+                0x2000,
+                Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone()))),
+            )
+            .unwrap();
+            let mut rig = Rig {
+                bus,
+                gic,
+                state: VcpuState::default(),
+            };
+            // Distributor and CPU interface on, mask open, the virtual
+            // timer's PPI enabled with priority 0x80.
+            for exit in [
+                Exit::write(GICD_BASE + gicd::CTLR, 4, 1),
+                Exit::write(GICC_BASE + gicc::CTLR, 4, 1),
+                Exit::write(GICC_BASE + gicc::PMR, 4, 0xF0),
+                Exit::write(GICD_BASE + gicd::ISENABLER, 4, 1 << 27),
+                Exit::write(GICD_BASE + gicd::IPRIORITYR + 27, 1, 0x80),
+            ] {
+                rig.serve(exit, 0).unwrap();
+            }
+            rig.state = VcpuState::default();
+            rig
+        }
+
+        fn serve(&mut self, mut exit: Exit, levels: u64) -> Result<(Served, Exit), ExitError> {
+            let machine = Machine {
+                bus: &self.bus,
+                gic: Some(&self.gic),
+            };
+            let served = serve(0, &mut exit, levels, &mut self.state, machine, &mut NoProbe)?;
+            Ok((served, exit))
+        }
+
+        fn read_value(&mut self, addr: u64, levels: u64) -> u32 {
+            match self.serve(Exit::read(addr, 4), levels).unwrap().1 {
+                Exit::MmioRead { data, .. } => {
+                    u32::from_le_bytes([data[0], data[1], data[2], data[3]])
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    // The EINTR that reports the timer's rising level makes PPI 27 pending
+    // and raises the line; the IAR read acknowledges it and the line drops.
+    #[test]
+    fn a_timer_level_report_raises_the_line_and_acknowledge_drops_it() {
+        let mut rig = Rig::new(1);
+        assert_eq!(
+            rig.serve(Exit::Interrupted, LEVEL_VTIMER).unwrap().0,
+            Served::Resume
+        );
+        assert_eq!(rig.state.stats.level_reports, 1);
+        assert_eq!(rig.gic.take_own(0).irq, Some(true));
+        assert_eq!(rig.read_value(GICC_BASE + gicc::IAR, LEVEL_VTIMER), 27);
+        assert_eq!(rig.gic.take_own(0).irq, Some(false));
+    }
+
+    // The EOIR write exit carries the timer's lowered level. Served levels
+    // first, the EOI deactivates an interrupt whose input is low, and the
+    // line stays low. Served the other way round, the still-high level
+    // would make it pending again and raise the line (IHI 0048B 3.2.4).
+    #[test]
+    fn levels_reach_the_model_before_the_exit_is_served() {
+        let mut rig = Rig::new(1);
+        rig.serve(Exit::Interrupted, LEVEL_VTIMER).unwrap();
+        rig.gic.take_own(0);
+        assert_eq!(rig.read_value(GICC_BASE + gicc::IAR, LEVEL_VTIMER), 27);
+        rig.gic.take_own(0);
+        rig.serve(Exit::write(GICC_BASE + gicc::EOIR, 4, 27), 0)
+            .unwrap();
+        assert_eq!(rig.gic.take_own(0), LineChange::default());
+        assert_eq!(rig.read_value(GICC_BASE + gicc::HPPIR, 0), 1023);
+    }
+
+    #[test]
+    fn system_events_stop_the_run() {
+        let mut rig = Rig::new(1);
+        for (kind, stop) in [
+            (system_event::SHUTDOWN, Stop::PowerOff),
+            (system_event::RESET, Stop::Reset),
+            (system_event::CRASH, Stop::Crash),
+            (99, Stop::Crash),
+        ] {
+            assert_eq!(
+                rig.serve(Exit::SystemEvent(kind), 0).unwrap().0,
+                Served::Stop(stop)
+            );
+        }
+    }
+
+    // Exits that cannot be resumed end the run with a named error; today's
+    // alternative, resuming, repeats them forever.
+    #[test]
+    fn failed_entries_internal_errors_and_unknown_exits_end_the_run() {
+        let mut rig = Rig::new(1);
+        let err = rig
+            .serve(
+                Exit::FailEntry {
+                    reason: 0x10,
+                    host_cpu: 1,
+                },
+                0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ExitError::FailEntry {
+                cpu: 0,
+                reason: 0x10,
+                host_cpu: 1
+            }
+        );
+        assert!(err.to_string().contains("KVM_EXIT_FAIL_ENTRY"));
+        let err = rig
+            .serve(Exit::InternalError { suberror: 1 }, 0)
+            .unwrap_err();
+        assert!(matches!(err, ExitError::InternalError { suberror: 1, .. }));
+        let err = rig.serve(Exit::Other("Hlt".into()), 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "vCPU 0 exited to the VMM for a reason it does not handle (Hlt)"
+        );
+    }
+
+    #[test]
+    fn enosys_is_undecodable_mmio_and_eintr_resumes() {
+        assert_eq!(classify_run_failure(38), RunFailure::UndecodableMmio);
+        assert_eq!(classify_run_failure(4), RunFailure::Interrupted);
+        assert_eq!(classify_run_failure(11), RunFailure::Interrupted);
+        assert_eq!(classify_run_failure(14), RunFailure::Other);
+        let e = ExitError::UndecodableMmio {
+            cpu: 1,
+            pc: 0x4000_1234,
+        };
+        assert!(e.to_string().contains("PC 0x40001234"));
+        assert!(e.to_string().contains("writeback"));
+    }
+
+    #[test]
+    fn unclaimed_accesses_are_counted_and_read_as_zero() {
+        let mut rig = Rig::new(1);
+        assert_eq!(rig.read_value(0x1234_0000, 0), 0);
+        rig.serve(Exit::write(0x1234_0000, 4, 7), 0).unwrap();
+        assert_eq!(rig.state.stats.mmio_unclaimed, 2);
+        assert_eq!(rig.state.stats.mmio_reads, 1);
+        assert_eq!(rig.state.stats.mmio_writes, 1);
+    }
+
+    // With KVM's in-kernel vGIC there is no model: levels are not
+    // forwarded (KVM takes them itself).
+    #[test]
+    fn without_a_userspace_gic_levels_are_ignored() {
+        let rig = Rig::new(1);
+        let mut state = VcpuState::default();
+        let machine = Machine {
+            bus: &rig.bus,
+            gic: None,
+        };
+        serve(
+            0,
+            &mut Exit::Interrupted,
+            LEVEL_VTIMER,
+            &mut state,
+            machine,
+            &mut NoProbe,
+        )
+        .unwrap();
+        assert_eq!(state.stats.level_changes, 0);
+        assert_eq!(rig.gic.take_own(0), LineChange::default());
+    }
+}

@@ -1,0 +1,9 @@
+//! The probes this VMM ships (see [`crate::probe`] for the interface).
+//!
+//! | probe | what it records | used by |
+//! |---|---|---|
+//! | [`bench::BenchProbe`] | exits per benchmark phase, the VMM's timeline of each vtimer interrupt | `--program bench` |
+//! | [`stopped_timer::StoppedTimerProbe`] | when the virtual timer last rose, for the diagnosis after `--timeout` | runs with `--timeout` |
+
+pub mod bench;
+pub mod stopped_timer;
