@@ -1,8 +1,9 @@
 //! The latency benchmark's contract: result buffer and phase markers.
 //!
-//! The firmware's `bench` program measures three things, each `samples`
-//! times after `warmup` discarded runs, and records raw counter values
-//! (CNTVCT_EL0 ticks, never converted in the guest):
+//! The firmware's `bench` program measures three things (four with two or
+//! more CPUs), each `samples` times after `warmup` discarded runs, and
+//! records raw counter values (CNTVCT_EL0 ticks, never converted in the
+//! guest):
 //!
 //! - **vtimer**: the virtual timer's deadline (CNTV_CVAL) → first instruction
 //!   of the IRQ vector → after the acknowledge (GICC_IAR read) → after the
@@ -12,6 +13,10 @@
 //!   [`SgiSample`] each.
 //! - **mmio**: one distributor register read (GICD_TYPER) between two
 //!   counter reads. One [`MmioSample`] each.
+//! - **ipi** (only with a second CPU): just before CPU 0's GICD_SGIR write
+//!   that sends SGI [`BENCH_SGI`] to CPU 1 → first instruction of CPU 1's
+//!   IRQ vector. One [`IpiSample`] each; [`Header::ipi_samples`] says how
+//!   many (0 on one CPU).
 //!
 //! No sample is printed: they go into the buffer at [`RESULTS_ADDR`] (guest
 //! RAM), laid out as below, and the VMM reads it through guest memory after
@@ -22,6 +27,7 @@
 //! RESULTS_ADDR + VTIMER_OFFSET       [VtimerSample; MAX_SAMPLES]
 //! RESULTS_ADDR + SGI_OFFSET          [SgiSample; MAX_SAMPLES]
 //! RESULTS_ADDR + MMIO_OFFSET         [MmioSample; MAX_SAMPLES]
+//! RESULTS_ADDR + IPI_OFFSET          [IpiSample; MAX_SAMPLES]
 //! ```
 //!
 //! Around each measurement the firmware writes a [`Phase`] number to the
@@ -49,8 +55,9 @@ pub const BENCH_SGI: u32 = 1;
 /// "UIRQBNCH" in little-endian ASCII: the header's first word once the
 /// firmware has filled the buffer.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"UIRQBNCH");
-/// Layout version; bumped when anything below changes.
-pub const VERSION: u64 = 1;
+/// Layout version; bumped when anything below changes (2: the ipi
+/// measurement).
+pub const VERSION: u64 = 2;
 
 /// The start of the result buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +77,10 @@ pub struct Header {
     /// Samples the firmware found inconsistent (a timestamp earlier than the
     /// one before it) and recorded anyway; the VMM reports them.
     pub anomalies: u64,
+    /// IPI samples recorded: `samples` with a second CPU, 0 without.
+    pub ipi_samples: u64,
+    /// CPUs the firmware found (GICD_TYPER.CPUNumber + 1).
+    pub cpus: u64,
 }
 
 /// One virtual-timer interrupt, in counter ticks.
@@ -106,6 +117,17 @@ pub struct MmioSample {
     pub end: u64,
 }
 
+/// One SGI from CPU 0 to CPU 1, in counter ticks (one counter, the
+/// system's, for both CPUs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct IpiSample {
+    /// Just before CPU 0's GICD_SGIR write.
+    pub write: u64,
+    /// First instruction of CPU 1's IRQ vector.
+    pub entry: u64,
+}
+
 /// Byte offset of the vtimer samples from [`RESULTS_ADDR`].
 pub const VTIMER_OFFSET: u64 = 0x1000;
 /// Byte offset of the SGI samples.
@@ -113,8 +135,10 @@ pub const SGI_OFFSET: u64 =
     VTIMER_OFFSET + MAX_SAMPLES * core::mem::size_of::<VtimerSample>() as u64;
 /// Byte offset of the MMIO samples.
 pub const MMIO_OFFSET: u64 = SGI_OFFSET + MAX_SAMPLES * core::mem::size_of::<SgiSample>() as u64;
+/// Byte offset of the IPI samples.
+pub const IPI_OFFSET: u64 = MMIO_OFFSET + MAX_SAMPLES * core::mem::size_of::<MmioSample>() as u64;
 /// Total size of the result buffer.
-pub const RESULTS_SIZE: u64 = MMIO_OFFSET + MAX_SAMPLES * core::mem::size_of::<MmioSample>() as u64;
+pub const RESULTS_SIZE: u64 = IPI_OFFSET + MAX_SAMPLES * core::mem::size_of::<IpiSample>() as u64;
 
 const _: () = {
     assert!(core::mem::size_of::<Header>() as u64 <= VTIMER_OFFSET);
@@ -147,8 +171,10 @@ pub enum Phase {
     Sgi = 2,
     /// The measured MMIO samples follow.
     Mmio = 3,
+    /// The measured IPI samples follow.
+    Ipi = 4,
     /// All measurements done; the buffer is complete.
-    Done = 4,
+    Done = 5,
 }
 
 impl Phase {
@@ -159,7 +185,8 @@ impl Phase {
             1 => Some(Phase::Vtimer),
             2 => Some(Phase::Sgi),
             3 => Some(Phase::Mmio),
-            4 => Some(Phase::Done),
+            4 => Some(Phase::Ipi),
+            5 => Some(Phase::Done),
             _ => None,
         }
     }

@@ -6,9 +6,9 @@
 //! writer against ordinary host memory standing in for guest RAM.
 
 use uirq_abi::bench::{
-    Header, MmioSample, SgiSample, VtimerSample, DEFAULT_SAMPLES, DEFAULT_WARMUP, HOST_MAGIC,
-    MAGIC, MAX_SAMPLES, MMIO_OFFSET, RESULTS_ADDR, RESULTS_SIZE, SGI_OFFSET, VERSION,
-    VTIMER_OFFSET,
+    Header, IpiSample, MmioSample, SgiSample, VtimerSample, DEFAULT_SAMPLES, DEFAULT_WARMUP,
+    HOST_MAGIC, IPI_OFFSET, MAGIC, MAX_SAMPLES, MMIO_OFFSET, RESULTS_ADDR, RESULTS_SIZE,
+    SGI_OFFSET, VERSION, VTIMER_OFFSET,
 };
 
 /// The benchmark's arguments, from the boot registers `x1` and `x2`.
@@ -64,6 +64,14 @@ impl Anomaly for SgiSample {
     }
 }
 
+impl Anomaly for IpiSample {
+    /// The IPI cannot arrive before it was sent (both CPUs read the one
+    /// system counter).
+    fn is_anomalous(&self) -> bool {
+        self.entry < self.write
+    }
+}
+
 impl Anomaly for MmioSample {
     /// The read cannot end before it started.
     fn is_anomalous(&self) -> bool {
@@ -80,10 +88,12 @@ impl Anomaly for MmioSample {
 const _: () = {
     assert!(RESULTS_ADDR % 16 == 0);
     assert!(VTIMER_OFFSET % 16 == 0 && SGI_OFFSET % 16 == 0 && MMIO_OFFSET % 16 == 0);
+    assert!(IPI_OFFSET % 16 == 0);
     assert!(core::mem::size_of::<Header>() % 16 == 0);
     assert!(core::mem::size_of::<VtimerSample>() % 16 == 0);
     assert!(core::mem::size_of::<SgiSample>() % 16 == 0);
     assert!(core::mem::size_of::<MmioSample>() % 16 == 0);
+    assert!(core::mem::size_of::<IpiSample>() % 16 == 0);
 };
 
 /// Byte offset of sample `index` in an array of `T` starting at `offset`
@@ -156,6 +166,11 @@ impl Results {
     /// Records MMIO sample `index`; `false` past [`MAX_SAMPLES`].
     pub fn write_mmio(&self, index: u64, sample: MmioSample) -> bool {
         self.write_at(MMIO_OFFSET, index, sample)
+    }
+
+    /// Records IPI sample `index`; `false` past [`MAX_SAMPLES`].
+    pub fn write_ipi(&self, index: u64, sample: IpiSample) -> bool {
+        self.write_at(IPI_OFFSET, index, sample)
     }
 
     fn write_at<T>(&self, array: u64, index: u64, sample: T) -> bool {
@@ -277,6 +292,10 @@ mod tests {
         );
         assert_eq!(
             sample_offset::<MmioSample>(MMIO_OFFSET, MAX_SAMPLES - 1),
+            Some(IPI_OFFSET - 16)
+        );
+        assert_eq!(
+            sample_offset::<IpiSample>(IPI_OFFSET, MAX_SAMPLES - 1),
             Some(RESULTS_SIZE - 16)
         );
         assert_eq!(sample_offset::<SgiSample>(SGI_OFFSET, MAX_SAMPLES), None);
@@ -316,6 +335,14 @@ mod tests {
         assert!(results.write_sgi(MAX_SAMPLES - 1, SgiSample { write: 5, entry: 6 }));
         assert!(results.write_mmio(0, MmioSample { start: 7, end: 8 }));
         assert!(!results.write_mmio(MAX_SAMPLES, MmioSample::default()));
+        assert!(results.write_ipi(
+            2,
+            IpiSample {
+                write: 9,
+                entry: 10
+            }
+        ));
+        assert!(!results.write_ipi(MAX_SAMPLES, IpiSample::default()));
 
         for (i, want) in [1, 2, 3, 4].into_iter().enumerate() {
             assert_eq!(fake.word(VTIMER_OFFSET + 32 + 8 * i as u64), want);
@@ -323,6 +350,10 @@ mod tests {
         let sgi = SGI_OFFSET + (MAX_SAMPLES - 1) * 16;
         assert_eq!((fake.word(sgi), fake.word(sgi + 8)), (5, 6));
         assert_eq!((fake.word(MMIO_OFFSET), fake.word(MMIO_OFFSET + 8)), (7, 8));
+        let ipi = IPI_OFFSET + 2 * 16;
+        assert_eq!((fake.word(ipi), fake.word(ipi + 8)), (9, 10));
+        assert!(IpiSample { write: 5, entry: 4 }.is_anomalous());
+        assert!(!IpiSample { write: 4, entry: 5 }.is_anomalous());
     }
 
     #[test]
@@ -339,6 +370,8 @@ mod tests {
             samples: 200,
             warmup: 100,
             anomalies: 3,
+            ipi_samples: 200,
+            cpus: 2,
         };
         let magic_when_barrier_ran = std::cell::Cell::new(None);
         results.complete(header, || {

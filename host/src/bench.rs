@@ -10,8 +10,8 @@
 use serde::Serialize;
 
 use uirq_abi::bench::{
-    Header, MmioSample, SgiSample, VtimerSample, MAGIC, MAX_SAMPLES, MMIO_OFFSET, RESULTS_SIZE,
-    SGI_OFFSET, VERSION, VTIMER_OFFSET,
+    Header, IpiSample, MmioSample, SgiSample, VtimerSample, IPI_OFFSET, MAGIC, MAX_SAMPLES,
+    MMIO_OFFSET, RESULTS_SIZE, SGI_OFFSET, VERSION, VTIMER_OFFSET,
 };
 
 /// Why the result buffer could not be used.
@@ -34,6 +34,14 @@ pub enum ResultsError {
         /// Claimed counter frequency.
         cntfrq: u64,
     },
+    /// The IPI sample count is neither 0 nor the sample count.
+    #[error("the result buffer claims {ipi} IPI samples with {samples} samples per measurement")]
+    BadIpiCount {
+        /// Claimed IPI samples.
+        ipi: u64,
+        /// Samples per measurement.
+        samples: u64,
+    },
 }
 
 /// The firmware's measurements, decoded.
@@ -47,6 +55,8 @@ pub struct GuestResults {
     pub sgi: Vec<SgiSample>,
     /// Distributor register reads.
     pub mmio: Vec<MmioSample>,
+    /// SGIs from CPU 0 to CPU 1 (empty with one CPU).
+    pub ipi: Vec<IpiSample>,
 }
 
 fn words<const N: usize>(bytes: &[u8], at: usize) -> [u64; N] {
@@ -67,7 +77,8 @@ pub fn decode(bytes: &[u8]) -> Result<GuestResults, ResultsError> {
     if bytes.len() < RESULTS_SIZE as usize {
         return Err(ResultsError::Short(bytes.len()));
     }
-    let [magic, version, cntfrq, samples, warmup, anomalies] = words::<6>(bytes, 0);
+    let [magic, version, cntfrq, samples, warmup, anomalies, ipi_samples, cpus] =
+        words::<8>(bytes, 0);
     if magic != MAGIC {
         return Err(ResultsError::Incomplete(magic));
     }
@@ -76,6 +87,12 @@ pub fn decode(bytes: &[u8]) -> Result<GuestResults, ResultsError> {
     }
     if samples == 0 || samples > MAX_SAMPLES || cntfrq == 0 {
         return Err(ResultsError::BadHeader { samples, cntfrq });
+    }
+    if ipi_samples != 0 && ipi_samples != samples {
+        return Err(ResultsError::BadIpiCount {
+            ipi: ipi_samples,
+            samples,
+        });
     }
     let n = samples as usize;
     let vtimer = (0..n)
@@ -102,6 +119,12 @@ pub fn decode(bytes: &[u8]) -> Result<GuestResults, ResultsError> {
             MmioSample { start, end }
         })
         .collect();
+    let ipi = (0..ipi_samples as usize)
+        .map(|i| {
+            let [write, entry] = words::<2>(bytes, IPI_OFFSET as usize + 16 * i);
+            IpiSample { write, entry }
+        })
+        .collect();
     Ok(GuestResults {
         header: Header {
             magic,
@@ -110,10 +133,13 @@ pub fn decode(bytes: &[u8]) -> Result<GuestResults, ResultsError> {
             samples,
             warmup,
             anomalies,
+            ipi_samples,
+            cpus,
         },
         vtimer,
         sgi,
         mmio,
+        ipi,
     })
 }
 
@@ -390,12 +416,12 @@ pub fn stages(vtimer: &[VtimerSample], timeline: &[IrqTimeline], cntfrq: u64) ->
     ]
 }
 
-/// The three measurements of a run, with `exits` the per-phase exit counts
-/// (vtimer, sgi, mmio).
-pub fn measurements(results: &GuestResults, exits: [ExitsPerSample; 3]) -> Vec<Measurement> {
+/// The measurements of a run, with `exits` the per-phase exit counts
+/// (vtimer, sgi, mmio, ipi); ipi only when the firmware recorded it.
+pub fn measurements(results: &GuestResults, exits: [ExitsPerSample; 4]) -> Vec<Measurement> {
     let f = results.header.cntfrq;
-    let [e_vtimer, e_sgi, e_mmio] = exits;
-    vec![
+    let [e_vtimer, e_sgi, e_mmio, e_ipi] = exits;
+    let mut all = vec![
         Measurement {
             measurement: "vtimer",
             interval: "timer deadline (CNTV_CVAL) -> first instruction of the IRQ vector",
@@ -414,7 +440,17 @@ pub fn measurements(results: &GuestResults, exits: [ExitsPerSample; 3]) -> Vec<M
             summary: summarize(results.mmio.iter().map(|s| (s.start, s.end)), f),
             exits_per_sample: e_mmio,
         },
-    ]
+    ];
+    if !results.ipi.is_empty() {
+        all.push(Measurement {
+            measurement: "ipi",
+            interval:
+                "CPU 0's GICD_SGIR write (SGI to CPU 1) -> first instruction of CPU 1's IRQ vector",
+            summary: summarize(results.ipi.iter().map(|s| (s.write, s.entry)), f),
+            exits_per_sample: e_ipi,
+        });
+    }
+    all
 }
 
 #[cfg(test)]
@@ -452,7 +488,7 @@ mod tests {
 
     fn buffer(samples: u64) -> Vec<u8> {
         let mut b = vec![0u8; RESULTS_SIZE as usize];
-        for (i, w) in [MAGIC, VERSION, 1_000_000_000, samples, 5, 0]
+        for (i, w) in [MAGIC, VERSION, 1_000_000_000, samples, 5, 0, samples, 2]
             .iter()
             .enumerate()
         {
@@ -468,6 +504,9 @@ mod tests {
             b[at + 8..at + 16].copy_from_slice(&3u64.to_le_bytes());
             let at = MMIO_OFFSET as usize + 16 * i;
             b[at + 8..at + 16].copy_from_slice(&9u64.to_le_bytes());
+            let at = IPI_OFFSET as usize + 16 * i;
+            b[at..at + 8].copy_from_slice(&100u64.to_le_bytes());
+            b[at + 8..at + 16].copy_from_slice(&170u64.to_le_bytes());
         }
         b
     }
@@ -480,10 +519,36 @@ mod tests {
         assert_eq!(r.vtimer[2].after_eoi, 42);
         assert_eq!(r.sgi[1], SgiSample { write: 1, entry: 3 });
         assert_eq!(r.mmio[0], MmioSample { start: 0, end: 9 });
+        assert_eq!(
+            r.ipi[2],
+            IpiSample {
+                write: 100,
+                entry: 170
+            }
+        );
+        assert_eq!(r.header.cpus, 2);
         let m = measurements(&r, Default::default());
         assert_eq!(m[0].summary.p50_ns, 10.0);
         assert_eq!(m[1].summary.p50_ns, 2.0);
         assert_eq!(m[2].summary.p50_ns, 9.0);
+        assert_eq!(m[3].measurement, "ipi");
+        assert_eq!(m[3].summary.p50_ns, 70.0);
+    }
+
+    // One CPU: no IPI samples, and no ipi measurement in the report; an
+    // IPI count that is neither 0 nor the sample count is refused.
+    #[test]
+    fn the_ipi_measurement_exists_only_with_its_samples() {
+        let mut b = buffer(3);
+        b[48..56].copy_from_slice(&0u64.to_le_bytes());
+        let r = decode(&b).unwrap();
+        assert!(r.ipi.is_empty());
+        assert_eq!(measurements(&r, Default::default()).len(), 3);
+        b[48..56].copy_from_slice(&2u64.to_le_bytes());
+        assert_eq!(
+            decode(&b),
+            Err(ResultsError::BadIpiCount { ipi: 2, samples: 3 })
+        );
     }
 
     #[test]

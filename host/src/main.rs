@@ -415,7 +415,12 @@ fn bench_report(
         vcpus: cpus,
         results: bench::measurements(
             &results,
-            [exits(Phase::Vtimer), exits(Phase::Sgi), exits(Phase::Mmio)],
+            [
+                exits(Phase::Vtimer),
+                exits(Phase::Sgi),
+                exits(Phase::Mmio),
+                exits(Phase::Ipi),
+            ],
         ),
         stages: if timeline.is_empty() {
             Vec::new()

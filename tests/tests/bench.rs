@@ -12,6 +12,7 @@ fn run_short_bench() -> Option<(Value, String)> {
         samples: 300,
         warmup: 20,
         irqchips: vec!["user", "kernel"],
+        cpus: 2,
         json: Some(json.clone()),
         plot: Some(plot.clone()),
     };
@@ -46,9 +47,10 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
     assert_eq!(env["samples"], 300);
 
     let results = doc["results"].as_array().expect("results");
-    assert_eq!(results.len(), 6, "2 irqchips x 3 measurements");
+    assert_eq!(results.len(), 8, "2 irqchips x 4 measurements");
+    assert_eq!(env["vcpus"], 2);
     for chip in ["user", "kernel"] {
-        for name in ["vtimer", "sgi", "mmio"] {
+        for name in ["vtimer", "sgi", "mmio", "ipi"] {
             let m = results
                 .iter()
                 .find(|m| m["irqchip"] == chip && m["measurement"] == name)
@@ -81,6 +83,9 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
                 ("user", "sgi") => (3.0, 3.5),
                 // The one GICD_TYPER read.
                 ("user", "mmio") => (1.0, 1.1),
+                // vCPU 0's GICD_SGIR; vCPU 1's kick (EINTR), GICC_IAR and
+                // GICC_EOIR.
+                ("user", "ipi") => (4.0, 5.0),
                 // The in-kernel vGIC keeps everything in the kernel.
                 _ => (0.0, 0.1),
             };
@@ -91,7 +96,7 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
         }
     }
     let ratios = doc["ratios"].as_array().expect("ratios");
-    assert_eq!(ratios.len(), 3);
+    assert_eq!(ratios.len(), 4);
     let stages = doc["stages"].as_array().expect("stages");
     assert!(
         stages
@@ -110,7 +115,7 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
         .expect("VMM RSS reported");
     assert!(rss > 0 && rss < 64 * 1024, "{rss} KiB");
     assert!(
-        svg.starts_with("<svg") && svg.matches("<path").count() == 6,
+        svg.starts_with("<svg") && svg.matches("<path").count() == 8,
         "{svg}"
     );
 }

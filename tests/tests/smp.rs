@@ -94,23 +94,25 @@ fn qemu_as_expected(scenario: &str, verdict: &str) -> Option<bool> {
 static VMM: OnceLock<Batch> = OnceLock::new();
 static QEMU: OnceLock<Result<Vec<PlainRun>, Problem>> = OnceLock::new();
 
+/// The VMM's batch: every job in one boot of L1 (nested) or one after the
+/// other (native).
+fn vmm_batch() -> &'static Batch {
+    VMM.get_or_init(|| {
+        uirq_tests::preflight()?;
+        let artifacts = uirq_tests::artifacts()?;
+        xtask::jobs::run(
+            &artifacts,
+            &jobs(),
+            "smp",
+            None,
+            uirq_tests::BATCH_WALL_TIMEOUT,
+        )
+        .map_err(Problem::Failed)
+    })
+}
+
 fn vmm(index: usize) -> Option<&'static uirq_tests::JobResult> {
-    let jobs = jobs();
-    job(
-        VMM.get_or_init(|| {
-            uirq_tests::preflight()?;
-            let artifacts = uirq_tests::artifacts()?;
-            xtask::jobs::run(
-                &artifacts,
-                &jobs,
-                "smp",
-                None,
-                uirq_tests::BATCH_WALL_TIMEOUT,
-            )
-            .map_err(Problem::Failed)
-        }),
-        index,
-    )
+    job(vmm_batch(), index)
 }
 
 /// What QEMU runs: `smp-timer`, a short `ipi-stress`, and every SMP
@@ -124,37 +126,26 @@ fn qemu_programs() -> Vec<(Program, [u64; 2], usize)> {
     runs
 }
 
+/// Upper bound for one SMP program on plain QEMU. They take a second or
+/// two on an idle machine; an emulated core that waits in `WFI` is only
+/// woken by the host's scheduler, so on a busy machine each IPI can cost a
+/// scheduler tick (4 ms), and 20 000 of them over a minute.
+const QEMU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(400);
+
 fn qemu(index: usize) -> Option<&'static PlainRun> {
     let runs = QEMU.get_or_init(|| {
         xtask::l1::ensure_qemu().map_err(Problem::CannotRun)?;
         let artifacts = uirq_tests::artifacts()?;
         let elf = qemu_plain::elf_of(&artifacts.guest_image);
-        // Two at a time: each emulated SMP machine wants every host core.
-        let mut out = Vec::new();
-        for chunk in qemu_programs().chunks(2) {
-            let results: Vec<_> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&(p, args, cpus)| {
-                        let elf = &elf;
-                        s.spawn(move || {
-                            qemu_plain::run(elf, p, args, cpus, qemu_plain::DEFAULT_TIMEOUT)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("QEMU runner panicked".into()))
-                    })
-                    .collect()
-            });
-            for r in results {
-                out.push(r.map_err(Problem::Failed)?);
-            }
-        }
-        Ok(out)
+        // One emulated SMP machine at a time, and not while the VMM's batch
+        // runs: each wants every host core (see QEMU_TIMEOUT).
+        let _ = vmm_batch();
+        qemu_programs()
+            .into_iter()
+            .map(|(p, args, cpus)| {
+                qemu_plain::run(&elf, p, args, cpus, QEMU_TIMEOUT).map_err(Problem::Failed)
+            })
+            .collect()
     });
     available(runs).map(|runs| &runs[index])
 }

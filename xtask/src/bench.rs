@@ -25,6 +25,8 @@ pub struct Options {
     pub warmup: u64,
     /// Irqchips to measure, in order.
     pub irqchips: Vec<&'static str>,
+    /// vCPUs of the benchmark VM: 2 or more adds the ipi measurement.
+    pub cpus: usize,
     /// Where to write the JSON.
     pub json: Option<PathBuf>,
     /// Where to write the SVG plot.
@@ -37,16 +39,21 @@ impl Default for Options {
             samples: 10_000,
             warmup: 100,
             irqchips: vec!["user", "kernel"],
+            cpus: 2,
             json: None,
             plot: None,
         }
     }
 }
 
+/// The measurements the VMM may report, in table order (`ipi` only with 2
+/// or more vCPUs).
+pub const MEASUREMENTS: [&str; 4] = ["vtimer", "sgi", "mmio", "ipi"];
+
 /// The usage text of `bench-latency`.
 pub const USAGE: &str = "\
 cargo xtask bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both]
-                          [--json PATH] [--plot PATH.svg]";
+                          [--cpus N] [--json PATH] [--plot PATH.svg]";
 
 /// Parses `bench-latency`'s arguments.
 pub fn parse_args(args: &[String]) -> Result<Options> {
@@ -83,6 +90,15 @@ pub fn parse_args(args: &[String]) -> Result<Options> {
                     }
                 }
             }
+            "--cpus" => {
+                o.cpus = value()?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=8).contains(n))
+                    .ok_or(
+                        "--cpus takes a number from 1 to 8 (2 or more adds the ipi measurement)",
+                    )?
+            }
             "--json" => o.json = Some(PathBuf::from(value()?)),
             "--plot" => o.plot = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option `{other}`; usage: {USAGE}")),
@@ -112,6 +128,8 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
                 &o.warmup.to_string(),
                 "--irqchip",
                 chip,
+                "--cpus",
+                &o.cpus.to_string(),
                 "--timeout",
                 "1200",
             ]
@@ -121,10 +139,12 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
         .collect();
 
     progress(format!(
-        "measuring {} x {} samples per irqchip ({})",
-        3,
+        "measuring {} x {} samples per irqchip ({}, {} vCPU{})",
+        if o.cpus >= 2 { 4 } else { 3 },
         o.samples,
-        o.irqchips.join(", ")
+        o.irqchips.join(", "),
+        o.cpus,
+        if o.cpus == 1 { "" } else { "s" }
     ));
     let started = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -250,7 +270,7 @@ pub fn combine(env: &Environment, o: &Options, runs: &[Value]) -> Value {
         vmm.insert("work_share_of_user_vtimer_p50".into(), json!(w / u));
     }
     let mut ratios = Vec::new();
-    for name in ["vtimer", "sgi", "mmio"] {
+    for name in MEASUREMENTS {
         let get = |chip: &str| {
             results
                 .iter()
@@ -428,7 +448,10 @@ pub fn plot_svg(doc: &Value) -> String {
     const TOP: f64 = 50.0;
     let colors = [("user", "#1f77b4"), ("kernel", "#ff7f0e")];
     let results = doc["results"].as_array().cloned().unwrap_or_default();
-    let names = ["vtimer", "sgi", "mmio"];
+    let names: Vec<&str> = MEASUREMENTS
+        .into_iter()
+        .filter(|name| results.iter().any(|m| m["measurement"] == *name))
+        .collect();
     let h = TOP + names.len() as f64 * (PANEL_H + 40.0);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
@@ -574,10 +597,14 @@ mod tests {
         assert_eq!(o.samples, 2000);
         assert_eq!(o.irqchips, vec!["user"]);
         assert_eq!(o.json, Some(PathBuf::from("out.json")));
+        assert_eq!(o.cpus, 2, "two vCPUs by default, for the ipi measurement");
+        assert_eq!(parse_args(&args(&["--cpus", "1"])).unwrap().cpus, 1);
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
         for bad in [
             &["--samples"][..],
             &["--samples", "0"],
+            &["--cpus", "9"],
+            &["--cpus", "0"],
             &["--irqchip", "x"],
             &["--nope"],
         ] {

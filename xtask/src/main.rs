@@ -22,9 +22,10 @@ Commands:
                       Arguments after `--` go to the VMM (try `-- --help`).
                       The exit status is the guest's.
   test                Formatting, clippy for every target, unit tests, end-to-end tests.
-  bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--json PATH] [--plot PATH.svg]
+  bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--cpus N] [--json PATH] [--plot PATH.svg]
                       Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2,
-                      side by side (default: both, 10000 samples per measurement).
+                      side by side (default: both, 10000 samples per measurement, 2 vCPUs:
+                      vtimer, sgi, mmio and the ipi from vCPU 0 to vCPU 1).
   build               Build the firmware image, the VMM and the L1 init; print their paths.
   help                This text.
 

@@ -71,6 +71,7 @@ mod tests {
             Phase::Vtimer,
             Phase::Sgi,
             Phase::Mmio,
+            Phase::Ipi,
             Phase::Done,
         ] {
             marker.mark(phase);

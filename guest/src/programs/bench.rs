@@ -16,9 +16,17 @@
 //!  Sgi     N x: IRQs on; write = now; GICD_SGIR ──────▶ entry (vector) ; IAR ; EOIR
 //!  Idle    MMIO warm-ups
 //!  Mmio    N x: start = now; GICD_TYPER read; end = now
+//!  Idle    (2+ CPUs) core 1 started, IPI warm-ups
+//!  Ipi     N x: write = now; GICD_SGIR ────────────────▶ core 1: entry (vector) ; IAR ; EOIR;
+//!          wait (WFE) for core 1's count                  count it; SEV
 //!  Idle    header, DSB, magic
 //!  Done    one summary line, SYSTEM_OFF
 //! ```
+//!
+//! The ipi measurement needs a second core: with one, the firmware records
+//! none (`Header::ipi_samples` = 0). Core 1 only receives: it sleeps in WFI
+//! with its IRQs enabled, and its handler counts each SGI and stores its
+//! vector-entry timestamp; core 0 waits for that count with IRQs masked.
 //!
 //! Every timestamp is a raw `CNTVCT_EL0` value, stored into the result
 //! buffer in guest RAM (no exit) as soon as the sample is complete; nothing
@@ -41,8 +49,8 @@ use aarch64_cpu::{
 };
 use uirq_abi::{
     bench::{
-        Header, MmioSample, Phase, SgiSample, VtimerSample, BENCH_SGI, MARKER_BASE, MAX_SAMPLES,
-        RESULTS_ADDR,
+        Header, IpiSample, MmioSample, Phase, SgiSample, VtimerSample, BENCH_SGI, MARKER_BASE,
+        MAX_SAMPLES, RESULTS_ADDR,
     },
     exit::Status,
     gicv2::{IntId, VTIMER},
@@ -50,14 +58,14 @@ use uirq_abi::{
 use uirq_guest::{
     bench::{Anomaly, Args, Results},
     drivers::{
-        gicv2::{Gicd, Priority},
+        gicv2::{Gicd, Priority, SgiTarget},
         marker::Marker,
         timer::{us_to_ticks, VirtualTimer},
     },
     stats::Counter,
 };
 
-use crate::{board, psci};
+use crate::{board, psci, smp};
 
 /// The SGI the benchmark sends itself, as a range-checked id.
 const SGI: IntId = match IntId::sgi(BENCH_SGI) {
@@ -75,6 +83,10 @@ const PRIORITY: Priority = 0x80;
 /// wake-up from `WFI`), short enough for 10 000 samples to take well under a
 /// second natively.
 const VTIMER_DELAY_US: u64 = 30;
+
+/// How long core 0 waits for core 1 to take one IPI before it gives up:
+/// generous, since nested emulation can stall a vCPU for milliseconds.
+const IPI_WAIT_US: u64 = 2_000_000;
 
 /// Spurious acknowledges (IAR = 1023) tolerated in a whole run. A correct
 /// GIC gives none here; a storm of them means the buffer cannot be
@@ -95,6 +107,12 @@ static SPURIOUS: Counter = Counter::new();
 static UNEXPECTED: Counter = Counter::new();
 /// The last interrupt's vector-entry timestamp.
 static ENTRY: AtomicU64 = AtomicU64::new(0);
+/// IPIs core 1 handled (written by core 1's handler only).
+static IPI_IRQS: Counter = Counter::new();
+/// The last IPI's vector-entry timestamp on core 1.
+static IPI_ENTRY: AtomicU64 = AtomicU64::new(0);
+/// Set by core 0 when core 1 may stop receiving.
+static IPI_DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// The last virtual-timer interrupt's timestamp just after `GICC_IAR`.
 static AFTER_ACK: AtomicU64 = AtomicU64::new(0);
 /// The last virtual-timer interrupt's timestamp just after `GICC_EOIR`.
@@ -105,6 +123,11 @@ static AFTER_EOI: AtomicU64 = AtomicU64::new(0);
 enum Failure {
     /// More than [`MAX_SPURIOUS`] acknowledges returned 1023.
     SpuriousStorm,
+    /// The second core did not come up (PSCI CPU_ON failed or it never
+    /// reported in).
+    NoSecondCore,
+    /// Core 1 did not take an IPI within [`IPI_WAIT_US`].
+    IpiTimeout,
 }
 
 /// Runs the benchmark: `x1` samples per measurement, `x2` warm-ups
@@ -151,8 +174,9 @@ pub fn run(x1: u64, x2: u64) -> ! {
     gicd.enable(VTIMER);
     gicd.enable(SGI);
 
+    let cpus = smp::cpu_count();
     let mut anomalies = 0;
-    let outcome = (|| -> Result<(), Failure> {
+    let outcome = (|| -> Result<u64, Failure> {
         // vtimer: deadline → vector → after IAR → after EOIR.
         let delay = us_to_ticks(VTIMER_DELAY_US, freq);
         for _ in 0..args.warmup {
@@ -192,17 +216,42 @@ pub fn run(x1: u64, x2: u64) -> ! {
             results.write_mmio(i, sample);
         }
         mark(Phase::Idle);
-        Ok(())
+
+        // ipi: core 0's GICD_SGIR write → core 1's vector.
+        if cpus < 2 {
+            return Ok(0);
+        }
+        match smp::start_secondaries() {
+            Ok(_) if smp::run_on(1, ipi_receiver) => {}
+            _ => return Err(Failure::NoSecondCore),
+        }
+        for _ in 0..args.warmup {
+            ipi_sample(&gicd)?;
+        }
+        mark(Phase::Ipi);
+        for i in 0..args.samples {
+            let sample = ipi_sample(&gicd)?;
+            anomalies += u64::from(sample.is_anomalous());
+            results.write_ipi(i, sample);
+        }
+        mark(Phase::Idle);
+        IPI_DONE.store(true, Ordering::Release);
+        // Wake core 1 from its WFI with one last SGI, uncounted.
+        gicd.send_sgi(SgiTarget::List(0b10), SGI);
+        Ok(args.samples)
     })();
 
-    if let Err(failure) = outcome {
-        mark(Phase::Done);
-        println!(
-            "bench: FAILED: {failure:?} ({} spurious acknowledge(s)); the buffer is incomplete",
-            SPURIOUS.get()
-        );
-        psci::system_off(Status::Failure)
-    }
+    let ipi_samples = match outcome {
+        Ok(n) => n,
+        Err(failure) => {
+            mark(Phase::Done);
+            println!(
+                "bench: FAILED: {failure:?} ({} spurious acknowledge(s)); the buffer is incomplete",
+                SPURIOUS.get()
+            );
+            psci::system_off(Status::Failure)
+        }
+    };
 
     results.complete(
         Header {
@@ -212,15 +261,19 @@ pub fn run(x1: u64, x2: u64) -> ! {
             samples: args.samples,
             warmup: args.warmup,
             anomalies,
+            ipi_samples,
+            cpus: cpus as u64,
         },
         || barrier::dsb(barrier::SY),
     );
     mark(Phase::Done);
 
     println!(
-        "bench: 3 x {} samples recorded ({} warm-up), CNTFRQ_EL0 = {} Hz, anomalies = {}, spurious = {}, unexpected = {}{}",
+        "bench: {} x {} samples recorded ({} warm-up, {} CPU(s)), CNTFRQ_EL0 = {} Hz, anomalies = {}, spurious = {}, unexpected = {}{}",
+        if ipi_samples > 0 { 4 } else { 3 },
         args.samples,
         args.warmup,
+        cpus,
         freq,
         anomalies,
         SPURIOUS.get(),
@@ -264,6 +317,44 @@ fn sgi_sample(gicd: &Gicd) -> Result<SgiSample, Failure> {
         write,
         entry: ENTRY.load(Ordering::Relaxed),
     })
+}
+
+/// One IPI sample: timestamp, then `GICD_SGIR` with core 1 in the target
+/// list; wait (WFE, IRQs masked on this core) until core 1's handler has
+/// counted it.
+///
+/// Under a VMM the write exits on core 0's thread; the GIC model makes the
+/// SGI pending at CPU interface 1, which raises vCPU 1's line (the owner
+/// thread rule: core 0's thread kicks core 1's, which calls `KVM_IRQ_LINE`).
+fn ipi_sample(gicd: &Gicd) -> Result<IpiSample, Failure> {
+    let target = IPI_IRQS.get() + 1;
+    let write = VirtualTimer.now();
+    gicd.send_sgi(SgiTarget::List(0b10), SGI);
+    if !smp::wait_until(IPI_WAIT_US, || IPI_IRQS.get() >= target) {
+        return Err(Failure::IpiTimeout);
+    }
+    Ok(IpiSample {
+        write,
+        entry: IPI_ENTRY.load(Ordering::Acquire),
+    })
+}
+
+/// Core 1's part of the ipi measurement: take SGIs until core 0 is done.
+fn ipi_receiver(_core: usize) {
+    crate::irq::set_handler(on_irq);
+    let gicd = board::gicd();
+    // SGI state is banked: core 1 sets up its own copy.
+    gicd.set_priority(SGI, PRIORITY);
+    gicd.enable(SGI);
+    loop {
+        DAIF.modify(DAIF::I::Masked);
+        if IPI_DONE.load(Ordering::Acquire) {
+            return;
+        }
+        wfi();
+        DAIF.modify(DAIF::I::Unmasked);
+        barrier::isb(barrier::SY);
+    }
 }
 
 /// One MMIO sample: a `GICD_TYPER` read between two counter reads (each
@@ -320,6 +411,12 @@ pub fn on_irq(entry_ticks: u64) {
         AFTER_ACK.store(after_ack, Ordering::Relaxed);
         AFTER_EOI.store(after_eoi, Ordering::Relaxed);
         VTIMER_IRQS.increment();
+    } else if id == SGI && smp::core_id() != 0 {
+        // Core 1: an IPI from core 0 (or the final wake-up).
+        gicc.end_of_interrupt(irq);
+        IPI_ENTRY.store(entry_ticks, Ordering::Release);
+        IPI_IRQS.increment();
+        smp::notify();
     } else if id == SGI {
         gicc.end_of_interrupt(irq);
         ENTRY.store(entry_ticks, Ordering::Relaxed);
