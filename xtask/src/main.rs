@@ -32,7 +32,8 @@ Commands:
 Environment:
   UIRQ_L1_KERNEL          use this aarch64 kernel image for the nested run instead of the cached one
   UIRQ_L1_KERNEL_PACKAGE  Debian package to take the kernel from (default: the pinned one)
-  UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900)
+  UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900, or the
+                          VMM's --timeout plus 300 s for the boot when that is longer)
 ";
 
 fn main() -> ExitCode {
@@ -92,13 +93,40 @@ fn build_only(rest: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Seconds after which `cargo xtask run` stops everything: the
+/// environment's `UIRQ_RUN_WALL_TIMEOUT`, else 900, or the VMM's own
+/// `--timeout` plus 300 s (the nested boot and the VMM's own stop) when
+/// that is longer, so a long run the user bounded themselves is not cut.
+fn run_wall_timeout(env: Option<&str>, vmm_args: &[String]) -> Result<u64> {
+    const DEFAULT: u64 = 900;
+    const MARGIN: u64 = 300;
+    if let Some(value) = env {
+        return value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&s: &u64| s > 0)
+            .ok_or_else(|| format!("UIRQ_RUN_WALL_TIMEOUT={value:?} is not a number of seconds"));
+    }
+    // The VMM takes the last of repeated options (clap's args_override_self).
+    let vmm_timeout = vmm_args
+        .windows(2)
+        .rev()
+        .filter(|w| w[0] == "--timeout")
+        .find_map(|w| w[1].parse::<f64>().ok());
+    Ok(match vmm_timeout {
+        Some(t) if t.is_finite() && t > 0.0 => DEFAULT.max(t.ceil() as u64 + MARGIN),
+        _ => DEFAULT,
+    })
+}
+
 fn run(rest: &[String]) -> Result<ExitCode> {
     let args = vmm_args(rest)?;
     let artifacts = build::all()?;
-    let wall = std::env::var("UIRQ_RUN_WALL_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(900);
+    let wall = run_wall_timeout(
+        std::env::var("UIRQ_RUN_WALL_TIMEOUT").ok().as_deref(),
+        &args,
+    )?;
     let (env, results) = jobs::run(
         &artifacts,
         &[args],
@@ -271,4 +299,29 @@ fn test_step(what: &str, mut cmd: std::process::Command, tally: &mut Tally) -> R
 fn step(what: &str, mut cmd: std::process::Command) -> Result<()> {
     progress(format!("== {what}"));
     run_checked(&mut cmd).map_err(|e| format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_run_wall_timeout_follows_the_environment_then_the_vmm_timeout() {
+        assert_eq!(run_wall_timeout(None, &args(&[])), Ok(900));
+        assert_eq!(run_wall_timeout(None, &args(&["--timeout", "5"])), Ok(900));
+        assert_eq!(
+            run_wall_timeout(None, &args(&["--timeout", "7200", "--cpus", "2"])),
+            Ok(7500)
+        );
+        assert_eq!(
+            run_wall_timeout(Some("60"), &args(&["--timeout", "7200"])),
+            Ok(60)
+        );
+        assert!(run_wall_timeout(Some("soon"), &args(&[])).is_err());
+        assert!(run_wall_timeout(Some("0"), &args(&[])).is_err());
+    }
 }

@@ -185,6 +185,13 @@ pub fn run<P: Probe>(
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn_scoped(scope, move || {
+                    // Tells the waiting thread this vCPU is done, even if the
+                    // loop panics (then the run ends with an error).
+                    let _done = Finished {
+                        index,
+                        control,
+                        done,
+                    };
                     let mut run_loop =
                         vcpu::VcpuLoop::new(index, vcpu, vm, control, injection, watcher);
                     let result = run_loop.run();
@@ -196,8 +203,6 @@ pub fn run<P: Probe>(
                         }),
                         Err(e) => control.end(Ending::Error(e)),
                     }
-                    // The receiver only goes away if the waiting thread panicked.
-                    let _ = done.send(index);
                     VcpuReport {
                         stats: run_loop.state.stats,
                         probe: run_loop.probe,
@@ -239,6 +244,27 @@ pub fn run<P: Probe>(
         results,
         vmm_rss_kib: rss_apart_from(&vm.ram),
     })
+}
+
+/// Dropped when a vCPU thread's work ends, normally or by a panic: reports
+/// the thread as finished, and a panic as the end of the run.
+struct Finished<'a> {
+    index: usize,
+    control: &'a control::Control,
+    done: mpsc::Sender<usize>,
+}
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.control.end(Ending::Error(KvmError::Thread(format!(
+                "the thread of vCPU {} panicked",
+                self.index
+            ))));
+        }
+        // The receiver only goes away if the waiting thread panicked.
+        let _ = self.done.send(self.index);
+    }
 }
 
 /// Waits for `running` vCPU threads to finish, ending the run on
