@@ -233,6 +233,16 @@ pub fn run_on(core: usize, job: Job) -> bool {
     true
 }
 
+/// Posts `job` to every secondary core `1..cores`, to run beside this one.
+/// Returns the first core that could not take it ([`run_on`]'s refusals);
+/// the cores before it have the job.
+pub fn run_on_secondaries(cores: usize, job: Job) -> Result<(), usize> {
+    match (1..cores).find(|&core| !run_on(core, job)) {
+        Some(core) => Err(core),
+        None => Ok(()),
+    }
+}
+
 /// Whether `core` has finished every job posted to it.
 pub fn is_idle(core: usize) -> bool {
     let mailbox = &MAILBOXES[core];

@@ -92,13 +92,19 @@ fn an_unexpected_exception_is_reported_with_its_syndrome() {
     }
 }
 
-#[test]
-fn a_missing_image_is_one_plain_sentence() {
-    let Some(r) = run(MISSING_IMAGE) else { return };
+/// Job `index` ended with the VMM's error code and printed one line,
+/// which contains `what`.
+fn assert_one_plain_sentence(index: usize, what: &str) {
+    let Some(r) = run(index) else { return };
     assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
     let lines: Vec<&str> = r.console.lines().collect();
     assert_eq!(lines.len(), 1, "{}", r.console);
-    assert!(lines[0].contains("/no/such/image.bin"), "{}", r.console);
+    assert!(lines[0].contains(what), "{}", r.console);
+}
+
+#[test]
+fn a_missing_image_is_one_plain_sentence() {
+    assert_one_plain_sentence(MISSING_IMAGE, "/no/such/image.bin");
 }
 
 #[test]
@@ -110,28 +116,12 @@ fn an_unknown_program_is_refused_by_the_command_line() {
 
 #[test]
 fn a_missing_kvm_device_is_one_plain_sentence() {
-    let Some(r) = run(NO_KVM) else { return };
-    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
-    let lines: Vec<&str> = r.console.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", r.console);
-    assert!(
-        lines[0].contains("cannot open /dev/no-such-kvm"),
-        "{}",
-        r.console
-    );
+    assert_one_plain_sentence(NO_KVM, "cannot open /dev/no-such-kvm");
 }
 
 #[test]
 fn nine_cpus_are_one_plain_sentence() {
-    let Some(r) = run(TOO_MANY_CPUS) else { return };
-    assert_eq!(r.exit_code, Some(VMM_ERROR), "{}", r.console);
-    let lines: Vec<&str> = r.console.lines().collect();
-    assert_eq!(lines.len(), 1, "{}", r.console);
-    assert!(
-        lines[0].contains("a GICv2 has at most 8 CPU interfaces"),
-        "{}",
-        r.console
-    );
+    assert_one_plain_sentence(TOO_MANY_CPUS, "a GICv2 has at most 8 CPU interfaces");
 }
 
 // A timeout stops every vCPU, the powered-off ones included, and joins

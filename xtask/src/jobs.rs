@@ -140,22 +140,22 @@ fn run_native(
 ) -> Result<JobResult> {
     let mut console = String::new();
     let (sigint_after, vmm_args) = split_sigint(args);
-    let mut cmd = Command::new(&artifacts.vmm);
+    // With a SIGINT field, Ctrl-C as a terminal sends it: SIGINT to the VMM
+    // after a while, which `timeout` from coreutils does without a shell.
+    let mut cmd = match sigint_after {
+        Some(after) => {
+            let mut c = Command::new("timeout");
+            c.arg("--signal=INT")
+                .arg("--preserve-status")
+                .arg(format!("{:.3}", after.as_secs_f64()))
+                .arg(&artifacts.vmm);
+            c
+        }
+        None => Command::new(&artifacts.vmm),
+    };
     cmd.arg("--image")
         .arg(&artifacts.guest_image)
         .args(vmm_args);
-    if let Some(after) = sigint_after {
-        // Ctrl-C as a terminal sends it: SIGINT to the VMM after a while.
-        // `timeout` from coreutils does exactly that without a shell.
-        cmd = Command::new("timeout");
-        cmd.arg("--signal=INT")
-            .arg("--preserve-status")
-            .arg(format!("{:.3}", after.as_secs_f64()))
-            .arg(&artifacts.vmm)
-            .arg("--image")
-            .arg(&artifacts.guest_image)
-            .args(vmm_args);
-    }
     let ended = run_bounded(&mut cmd, wall_timeout, |_, line| {
         if let Some(show) = stream {
             show(&line);

@@ -251,11 +251,9 @@ pub fn run(x1: u64, x2: u64) -> ! {
         .saturating_add(1_000_000);
     STALL_TICKS.store(us_to_ticks(stall_us, freq), Ordering::Relaxed);
 
-    for core in 1..cores {
-        if !smp::run_on(core, exchange) {
-            println!("ipi-stress: core {core} is not ready for work");
-            psci::system_off(Status::Failure)
-        }
+    if let Err(core) = smp::run_on_secondaries(cores, exchange) {
+        println!("ipi-stress: core {core} is not ready for work");
+        psci::system_off(Status::Failure)
     }
     exchange(0);
 

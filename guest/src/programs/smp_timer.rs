@@ -131,11 +131,9 @@ pub fn run(x1: u64, x2: u64) -> ! {
     TARGET.store(ticks, Ordering::Relaxed);
     PERIOD_TICKS.store(us_to_ticks(period_us, freq), Ordering::Relaxed);
     LIMIT_US.store(limit_us, Ordering::Relaxed);
-    for core in 1..cores {
-        // Every secondary was just started and is idle.
-        let posted = smp::run_on(core, take_ticks);
-        debug_assert!(posted);
-    }
+    // Every secondary was just started and is idle.
+    let posted = smp::run_on_secondaries(cores, take_ticks);
+    debug_assert!(posted.is_ok());
     take_ticks(0);
 
     let all_finished = || (0..cores).all(|c| CORES[c].finished.load(Ordering::Acquire));

@@ -170,11 +170,7 @@ pub fn run<P: Probe>(
     let vcpus = std::mem::take(&mut vm.vcpus);
     let cpus = vcpus.len();
     let control = control::Control::new(cpus);
-    let injection = if vm.gic.is_some() {
-        options.injection
-    } else {
-        Injection::OwnerThread
-    };
+    let injection = options.injection;
     let (done_tx, done_rx) = mpsc::channel::<usize>();
 
     let (reports, interrupted) = std::thread::scope(|scope| {

@@ -22,7 +22,6 @@
 //! every vCPU's changed lines itself, the scheme that loses interrupts on
 //! current kernels (docs/smp.md).
 
-use kvm_bindings::KVM_EXIT_FAIL_ENTRY;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use uirq_abi::exit::STATUS_REGISTER;
@@ -194,7 +193,6 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
     /// `kvm_run.internal.suberror` after a KVM_EXIT_INTERNAL_ERROR.
     fn internal_suberror(&mut self) -> u32 {
         let run = self.vcpu.get_kvm_run();
-        debug_assert_ne!(run.exit_reason, KVM_EXIT_FAIL_ENTRY);
         // SAFETY: the exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
         // active member of the exit union; any u32 is valid.
         unsafe { run.__bindgen_anon_1.internal.suberror }

@@ -87,7 +87,6 @@ impl BenchProbe {
 impl Probe for BenchProbe {
     fn exit(&mut self, _cpu: usize, exit: &Exit) {
         self.t_return = (self.now)();
-        self.level_reported = false;
         let marker = |addr: &u64| (MARKER_BASE..MARKER_BASE + MARKER_SIZE).contains(addr);
         self.current_phase = match exit {
             Exit::MmioWrite { addr, .. } if marker(addr) => Phase::Idle as usize,
@@ -113,7 +112,8 @@ impl Probe for BenchProbe {
                 _ => {}
             }
         }
-        // Remember whether this exit was an EINTR, for level reports.
+        // Only an EINTR can be a level report; the first level change
+        // during it makes it one.
         self.level_reported = !matches!(exit, Exit::Interrupted);
     }
 

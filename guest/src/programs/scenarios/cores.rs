@@ -65,11 +65,8 @@ pub fn on(core: usize, step: smp::Job) {
 /// Runs `step` on cores `0..cores` at the same time (this core included)
 /// and waits until every one is done.
 pub fn on_all(cores: usize, step: smp::Job) {
-    for core in 1..cores {
-        check!(
-            smp::run_on(core, step),
-            "core {core} is not ready for a step"
-        );
+    if let Err(core) = smp::run_on_secondaries(cores, step) {
+        common::fail(format_args!("core {core} is not ready for a step"));
     }
     step(0);
     for core in 1..cores {
