@@ -225,6 +225,40 @@ pub struct Stats {
     pub irq_line_calls: u64,
     /// Kicks this thread sent to other vCPU threads to apply their lines.
     pub kicks_sent: u64,
+    /// MMIO exits per bus device (the name it was inserted with).
+    pub mmio_by_device: DeviceCounts,
+}
+
+/// Counts per bus device name, in a fixed table (the bus has a handful of
+/// devices; a name beyond the table's size is counted under the last
+/// slot's name "other").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceCounts([(&'static str, u64); DeviceCounts::SLOTS]);
+
+impl DeviceCounts {
+    const SLOTS: usize = 8;
+
+    /// Counts one access to `name`.
+    pub fn add(&mut self, name: &'static str, n: u64) {
+        let slot = self
+            .0
+            .iter()
+            .position(|(k, _)| *k == name || k.is_empty())
+            .unwrap_or(Self::SLOTS - 1);
+        if self.0[slot].0.is_empty() {
+            self.0[slot].0 = if slot == Self::SLOTS - 1 {
+                "other"
+            } else {
+                name
+            };
+        }
+        self.0[slot].1 += n;
+    }
+
+    /// (name, count) for every device counted, in first-seen order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().copied().filter(|(k, _)| !k.is_empty())
+    }
 }
 
 impl Stats {
@@ -239,6 +273,9 @@ impl Stats {
         self.level_changes += other.level_changes;
         self.irq_line_calls += other.irq_line_calls;
         self.kicks_sent += other.kicks_sent;
+        for (name, n) in other.mmio_by_device.iter() {
+            self.mmio_by_device.add(name, n);
+        }
     }
 }
 
@@ -281,16 +318,18 @@ pub fn serve<P: Probe>(
             state.stats.mmio_reads += 1;
             *data = [0; 8];
             let len = (*len).min(8);
-            if machine.bus.read(cpu, *addr, &mut data[..len]) == Access::Unclaimed {
-                state.stats.mmio_unclaimed += 1;
+            match machine.bus.read(cpu, *addr, &mut data[..len]) {
+                Access::Claimed(name) => state.stats.mmio_by_device.add(name, 1),
+                Access::Unclaimed => state.stats.mmio_unclaimed += 1,
             }
             Ok(Served::Resume)
         }
         Exit::MmioWrite { addr, len, data } => {
             state.stats.mmio_writes += 1;
             let len = (*len).min(8);
-            if machine.bus.write(cpu, *addr, &data[..len]) == Access::Unclaimed {
-                state.stats.mmio_unclaimed += 1;
+            match machine.bus.write(cpu, *addr, &data[..len]) {
+                Access::Claimed(name) => state.stats.mmio_by_device.add(name, 1),
+                Access::Unclaimed => state.stats.mmio_unclaimed += 1,
             }
             Ok(Served::Resume)
         }
@@ -541,6 +580,7 @@ mod tests {
         assert_eq!(rig.read_value(0x1234_0000, 0), 0);
         rig.serve(Exit::write(0x1234_0000, 4, 7), 0).unwrap();
         assert_eq!(rig.state.stats.mmio_unclaimed, 2);
+        assert_eq!(rig.state.stats.mmio_by_device.iter().count(), 0);
         assert_eq!(rig.state.stats.mmio_reads, 1);
         assert_eq!(rig.state.stats.mmio_writes, 1);
     }

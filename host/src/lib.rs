@@ -10,6 +10,9 @@
 //! - [`irqchip`] shares the GIC model between vCPU threads and keeps, per
 //!   CPU, the IRQ/FIQ levels KVM last heard: who must call `KVM_IRQ_LINE`,
 //!   and whom to kick.
+//! - [`console`] makes the VMM's standard input the guest's serial input:
+//!   the terminal in raw mode for the run, and a thread that feeds the
+//!   UART's receive FIFO.
 //! - [`exit`] serves one exit from `KVM_RUN` as a plain function of the exit
 //!   and the device state, so exit handling is tested without KVM.
 //! - [`probe`] is the interface through which a run is watched, and
@@ -22,7 +25,9 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod boot;
 pub mod bus;
+pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod irqchip;

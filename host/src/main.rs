@@ -1,4 +1,5 @@
-//! `uirq-vmm`: runs the uirq firmware on KVM with the GIC in userspace.
+//! `uirq-vmm`: runs the uirq firmware, or any payload that follows Linux's
+//! arm64 boot protocol (a Linux `Image`), on KVM with the GIC in userspace.
 //!
 //! The process exit code is the guest's verdict (the status it passed to
 //! PSCI SYSTEM_OFF), or one of the VMM's own codes in `uirq_abi::exit`.
@@ -13,17 +14,59 @@ use uirq_abi::boot::{
     Program, DEFAULT_IPIS, DEFAULT_IPI_TIMEOUT_US, DEFAULT_PERIOD_US, DEFAULT_TICKS,
 };
 use uirq_abi::exit::VMM_ERROR;
+use uirq_host::boot::{self, Boot, KernelFiles, MachineSize};
 use uirq_host::irqchip::Injection;
 
-/// Run the uirq guest firmware on KVM with a userspace GICv2.
+/// Run the uirq guest firmware, or a Linux kernel, on KVM with a userspace GICv2.
 #[derive(Debug, Parser)]
 #[command(name = "uirq-vmm", version, about, after_help = programs_help(), args_override_self = true)]
 struct Args {
-    /// Flat firmware image to load at the start of guest RAM.
-    #[arg(long, value_name = "PATH")]
-    image: PathBuf,
+    /// Flat firmware image to load at the start of guest RAM (the project's
+    /// firmware; `--program` picks what it runs).
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["kernel", "dump_dtb"], conflicts_with = "kernel")]
+    image: Option<PathBuf>,
 
-    /// Program the firmware runs (see the list below).
+    /// A kernel to boot as QEMU's `-kernel` does (Linux's arm64 boot
+    /// protocol): an arm64 `Image`, gzip-compressed or not, or a raw binary
+    /// (loaded at RAM base + 0x80000). It gets a generated device tree in x0.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+
+    /// An initrd for `--kernel`, placed below the device tree and named in
+    /// its /chosen node.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "kernel",
+        conflicts_with = "image"
+    )]
+    initrd: Option<PathBuf>,
+
+    /// The kernel command line (/chosen/bootargs), at most 2047 characters.
+    #[arg(
+        long,
+        value_name = "STRING",
+        default_value = "",
+        requires = "kernel",
+        conflicts_with = "image"
+    )]
+    cmdline: String,
+
+    /// Boot `--kernel` with this device tree instead of the generated one
+    /// (used as it is: it must name its own command line and initrd).
+    #[arg(long, value_name = "PATH", requires = "kernel", conflicts_with_all = ["initrd", "cmdline"])]
+    dtb: Option<PathBuf>,
+
+    /// Write the generated device tree to PATH and exit without running.
+    #[arg(long, value_name = "PATH")]
+    dump_dtb: Option<PathBuf>,
+
+    /// At the end, print the exits by kind and by device as one
+    /// `@@exits {json}` line on stdout.
+    #[arg(long)]
+    exit_stats: bool,
+
+    /// Program the firmware runs (see the list below; firmware only).
     #[arg(long, default_value = "timer", value_parser = parse_program)]
     program: Program,
 
@@ -195,7 +238,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(args.verbose);
-    match run(&args) {
+    match prepare(&args).and_then(|boot| match boot {
+        Some(boot) => run(&args, boot),
+        None => Ok(ExitCode::SUCCESS),
+    }) {
         Ok(code) => code,
         Err(err) => {
             // One plain sentence: the error and its causes, no backtrace.
@@ -212,6 +258,47 @@ fn chain(err: &anyhow::Error) -> String {
         .join(": ")
 }
 
+/// Reads and checks the payload before anything else happens (any machine
+/// can tell a kernel that does not fit); with `--dump-dtb`, writes the
+/// device tree and returns `None`: nothing to run.
+fn prepare(args: &Args) -> anyhow::Result<Option<Boot>> {
+    use anyhow::Context;
+    let ram_size = args.ram_mib << 20;
+    let size = MachineSize {
+        ram_size,
+        cpus: args.cpus,
+    };
+    let boot = match (&args.kernel, &args.image) {
+        (Some(kernel), _) => Some(boot::kernel(
+            &KernelFiles {
+                kernel: Some(kernel),
+                initrd: args.initrd.as_deref(),
+                cmdline: &args.cmdline,
+                dtb: args.dtb.as_deref(),
+            },
+            size,
+        )?),
+        (None, Some(image)) => {
+            let bytes = boot::read_file("firmware image", image, ram_size)?;
+            Some(Boot::firmware(bytes, boot_args(args), ram_size)?)
+        }
+        (None, None) => None,
+    };
+    if let Some(path) = &args.dump_dtb {
+        let tree = match boot.as_ref().and_then(|b| b.loads.last()) {
+            Some(boot::Load::Bytes { bytes, .. }) if args.kernel.is_some() => bytes.clone(),
+            _ => boot::device_tree(size, &args.cmdline, None)?,
+        };
+        std::fs::write(path, &tree)
+            .with_context(|| format!("cannot write the device tree to {}", path.display()))?;
+        return Ok(None);
+    }
+    if let Some(b) = &boot {
+        tracing::info!("{}", b.summary);
+    }
+    Ok(boot)
+}
+
 /// The boot registers for the chosen program (`uirq_abi::boot`).
 // Only a KVM host runs the guest; the build machine still tests this.
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
@@ -226,14 +313,14 @@ fn boot_args(args: &Args) -> [u64; 3] {
 }
 
 #[cfg(target_arch = "aarch64")]
-fn run(args: &Args) -> anyhow::Result<ExitCode> {
+fn run(args: &Args, boot: Boot) -> anyhow::Result<ExitCode> {
     use uirq_host::kvm::{self, clock, Irqchip, RunOptions, VmConfig};
     use uirq_host::probe::NoProbe;
     use uirq_host::probes::bench::BenchProbe;
     use uirq_host::probes::stopped_timer::StoppedTimerProbe;
 
-    let image = uirq_host::memory::read_image(&args.image)?;
-    let bench = args.program == Program::Bench;
+    let started = std::time::Instant::now();
+    let bench = args.program == Program::Bench && args.kernel.is_none();
     let irqchip = match args.irqchip {
         IrqchipArg::User => Irqchip::User,
         IrqchipArg::Kernel => Irqchip::Kernel,
@@ -241,10 +328,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = VmConfig {
         kvm_device: args.kvm_device.clone(),
         irqchip,
-        image,
+        boot,
         ram_size: args.ram_mib << 20,
         cpus: args.cpus,
-        boot_args: boot_args(args),
         console: Box::new(std::io::stdout()),
     };
     let options = RunOptions {
@@ -252,6 +338,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         kick_every: args.kick_every_us.map(Duration::from_micros),
         injection: args.irq_injection,
         bench,
+        console_input: true,
     };
     if bench {
         let report = kvm::run(config, &options, |cpu, vm| {
@@ -261,7 +348,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 cpu == 0 && irqchip == Irqchip::User,
             )
         })?;
-        log_stats(&report);
+        log_stats(args, started, &report);
         if report.outcome == (kvm::Outcome::PoweredOff { status: 0 }) {
             bench_report(irqchip.name(), args.cpus, &report)?;
         }
@@ -270,7 +357,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let report = kvm::run(config, &options, |_, _| {
             StoppedTimerProbe::new(clock::guest_now)
         })?;
-        log_stats(&report);
+        log_stats(args, started, &report);
         let freq = clock::frequency().max(1);
         // A level report more than 50 ms late that only the stop's kick
         // brought is the signature of the WFI wake-up bug.
@@ -282,14 +369,24 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Ok(verdict(args, &report, late.map(|l| l * 1000 / freq)))
     } else {
         let report = kvm::run(config, &options, |_, _| NoProbe)?;
-        log_stats(&report);
+        log_stats(args, started, &report);
         Ok(verdict(args, &report, None))
     }
 }
 
-/// `-v`: each vCPU thread's exits and ioctls.
+/// `-v`: each vCPU thread's exits and ioctls; `--exit-stats`: all of them
+/// as one `@@exits {json}` line.
 #[cfg(target_arch = "aarch64")]
-fn log_stats<P>(report: &uirq_host::kvm::RunReport<P>) {
+fn log_stats<P>(args: &Args, started: std::time::Instant, report: &uirq_host::kvm::RunReport<P>) {
+    if args.exit_stats {
+        let json = exit_stats_json(
+            args.irqchip,
+            args.cpus,
+            started.elapsed(),
+            &report.total_stats(),
+        );
+        println!("@@exits {json}");
+    }
     for (cpu, v) in report.vcpus.iter().enumerate() {
         let s = &v.stats;
         tracing::info!(
@@ -305,6 +402,43 @@ fn log_stats<P>(report: &uirq_host::kvm::RunReport<P>) {
             "vcpu statistics"
         );
     }
+}
+
+/// The `--exit-stats` report: every exit by kind (the MMIO ones also by
+/// device), and the ioctls the exits led to.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn exit_stats_json(
+    irqchip: IrqchipArg,
+    cpus: usize,
+    elapsed: Duration,
+    s: &uirq_host::exit::Stats,
+) -> serde_json::Value {
+    let kicks_and_signals = s.interrupted - s.level_reports;
+    let other = s.exits - s.mmio_reads - s.mmio_writes - s.interrupted;
+    let devices: serde_json::Map<String, serde_json::Value> = s
+        .mmio_by_device
+        .iter()
+        .map(|(name, n)| (name.to_string(), n.into()))
+        .chain([("unclaimed".to_string(), s.mmio_unclaimed.into())])
+        .collect();
+    serde_json::json!({
+        "irqchip": match irqchip { IrqchipArg::User => "user", IrqchipArg::Kernel => "kernel" },
+        "cpus": cpus,
+        "run_ms": elapsed.as_secs_f64() * 1e3,
+        "total": s.exits,
+        "exits": {
+            "mmio_read": s.mmio_reads,
+            "mmio_write": s.mmio_writes,
+            "timer_level_report": s.level_reports,
+            "kick_or_signal": kicks_and_signals,
+            "other": other,
+        },
+        "mmio_by_device": devices,
+        "ioctls": {
+            "irq_line": s.irq_line_calls,
+            "kicks_sent": s.kicks_sent,
+        },
+    })
 }
 
 /// The exit code and closing message for how the run ended. `missed_ms`:
@@ -444,7 +578,7 @@ fn bench_report(
 }
 
 #[cfg(not(target_arch = "aarch64"))]
-fn run(_args: &Args) -> anyhow::Result<ExitCode> {
+fn run(_args: &Args, _boot: Boot) -> anyhow::Result<ExitCode> {
     anyhow::bail!(
         "uirq-vmm needs an aarch64 Linux host with KVM, and this is {}; `cargo xtask run` boots one under QEMU",
         std::env::consts::ARCH
@@ -512,5 +646,58 @@ mod tests {
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn a_kernel_or_an_image_but_not_both() {
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--kernel",
+            "Image",
+            "--initrd",
+            "i.cpio",
+            "--cmdline",
+            "console=ttyAMA0",
+        ])
+        .unwrap();
+        assert_eq!(a.kernel.as_deref(), Some(std::path::Path::new("Image")));
+        assert!(a.image.is_none());
+        Args::try_parse_from(["uirq-vmm", "--dump-dtb", "out.dtb", "--cpus", "2"]).unwrap();
+        Args::try_parse_from(["uirq-vmm", "--kernel", "k", "--dtb", "t.dtb"]).unwrap();
+        for bad in [
+            &["uirq-vmm", "--image", "g", "--kernel", "k"][..],
+            &["uirq-vmm", "--image", "g", "--initrd", "i"],
+            &["uirq-vmm", "--image", "g", "--cmdline", "x"],
+            &["uirq-vmm", "--kernel", "k", "--dtb", "t", "--initrd", "i"],
+            &["uirq-vmm", "--kernel", "k", "--dtb", "t", "--cmdline", "x"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn exit_statistics_add_up_by_kind() {
+        let mut s = uirq_host::exit::Stats {
+            exits: 100,
+            mmio_reads: 30,
+            mmio_writes: 20,
+            mmio_unclaimed: 1,
+            interrupted: 45,
+            level_reports: 40,
+            irq_line_calls: 80,
+            ..Default::default()
+        };
+        s.mmio_by_device.add("gicc", 35);
+        s.mmio_by_device.add("uart", 14);
+        let j = exit_stats_json(IrqchipArg::User, 2, Duration::from_millis(1500), &s);
+        let kinds = j["exits"].as_object().unwrap();
+        let sum: u64 = kinds.values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(sum, j["total"].as_u64().unwrap(), "{j}");
+        assert_eq!(j["exits"]["kick_or_signal"], 5);
+        assert_eq!(j["exits"]["other"], 5);
+        assert_eq!(j["mmio_by_device"]["gicc"], 35);
+        assert_eq!(j["mmio_by_device"]["unclaimed"], 1);
+        assert_eq!(j["run_ms"], 1500.0);
+        assert_eq!(j["irqchip"], "user");
     }
 }

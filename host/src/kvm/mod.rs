@@ -16,7 +16,9 @@
 //! [`vcpu`] is the run loop that does both around each exit, one thread
 //! per vCPU; [`control`] is what those threads share to stop together and
 //! to kick each other; [`kick`] gets a vCPU thread out of `KVM_RUN` from
-//! another thread.
+//! another thread. With [`RunOptions::console_input`], [`run`] also feeds
+//! the VMM's standard input into the UART from a thread of its own
+//! (`crate::console`).
 
 pub mod clock;
 pub mod control;
@@ -54,6 +56,9 @@ pub enum KvmError {
     /// Guest RAM could not be set up.
     #[error(transparent)]
     Memory(#[from] crate::memory::MemoryError),
+    /// The payload could not be placed in guest RAM.
+    #[error(transparent)]
+    Boot(#[from] crate::boot::BootError),
     /// A device could not be placed on the bus.
     #[error(transparent)]
     Bus(#[from] crate::bus::BusError),
@@ -73,6 +78,7 @@ pub(crate) fn ioctl(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Kvm
     move |source| KvmError::Ioctl { step, source }
 }
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +86,7 @@ pub use control::Ending;
 pub use vcpu::Outcome;
 pub use vm::{Irqchip, VmConfig};
 
+use crate::console::{InputPump, RawTerminal};
 use crate::exit::Stats;
 use crate::irqchip::Injection;
 use crate::probe::Probe;
@@ -97,6 +104,10 @@ pub struct RunOptions {
     /// Announce the benchmark's marker register and copy the result buffer
     /// out of guest RAM at the end.
     pub bench: bool,
+    /// Feed the VMM's standard input into the UART's receive FIFO, with the
+    /// terminal (if standard input is one) in raw mode for the run
+    /// (`crate::console`).
+    pub console_input: bool,
 }
 
 /// One vCPU's share of a run.
@@ -150,6 +161,13 @@ const STOP_RETRY: Duration = Duration::from_millis(20);
 /// kicked out of `KVM_RUN`, and every thread is joined before this returns.
 /// `--timeout` and SIGINT/SIGTERM end it the same way, with
 /// [`Outcome::Stopped`].
+///
+/// With `console_input`, standard input goes to the UART: the terminal is
+/// in raw mode from just before the vCPUs start until this returns
+/// (whatever the outcome; a panic hook covers the release build's abort),
+/// and a thread
+/// next to the vCPU threads feeds the receive FIFO; it is stopped and
+/// joined with them.
 pub fn run<P: Probe>(
     config: VmConfig,
     options: &RunOptions,
@@ -166,12 +184,17 @@ pub fn run<P: Probe>(
     kick::install_stop_handlers().map_err(|e| {
         KvmError::Thread(format!("cannot install the SIGINT/SIGTERM handlers: {e}"))
     })?;
+    // Raw only once Ctrl-C stops the run cleanly; dropped (the terminal
+    // restored) on every way out of this function.
+    let _raw_terminal = options.console_input.then(RawTerminal::enable).flatten();
 
     let vcpus = std::mem::take(&mut vm.vcpus);
     let cpus = vcpus.len();
     let control = control::Control::new(cpus);
     let injection = options.injection;
     let (done_tx, done_rx) = mpsc::channel::<usize>();
+    let pump = InputPump::new();
+    let input_over = AtomicBool::new(false);
 
     let (reports, interrupted) = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(cpus);
@@ -215,7 +238,40 @@ pub fn run<P: Probe>(
             }
         }
         drop(done_tx);
+        let input = options.console_input.then(|| {
+            let (vm, control, pump, over) = (&vm, &control, &pump, &input_over);
+            std::thread::Builder::new()
+                .name("console-input".to_string())
+                .spawn_scoped(scope, move || {
+                    let stdin = std::io::stdin();
+                    let end = pump.run(
+                        std::os::fd::AsFd::as_fd(&stdin),
+                        &vm.uart,
+                        || control.stopping() || over.load(Ordering::Acquire),
+                        || kick_for_device_lines(vm, control),
+                    );
+                    tracing::debug!(?end, "console input ended");
+                })
+        });
         let interrupted = wait(&control, &done_rx, handles.len(), options);
+        input_over.store(true, Ordering::Release);
+        match input {
+            Some(Ok(handle)) => {
+                // The pump sees the flag within one poll period; the kick
+                // signal cuts a wait short (the handler is installed
+                // without SA_RESTART), and is repeated in case it landed
+                // just before the thread blocked.
+                while !handle.is_finished() {
+                    pump.interrupt(kick::kick_signal());
+                    std::thread::sleep(STOP_RETRY);
+                }
+                if handle.join().is_err() {
+                    tracing::warn!("the console input thread panicked");
+                }
+            }
+            Some(Err(e)) => tracing::warn!("no console input: cannot start its thread: {e}"),
+            None => {}
+        }
         let reports: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         (reports, interrupted)
     });
@@ -240,6 +296,26 @@ pub fn run<P: Probe>(
         results,
         vmm_rss_kib: rss_apart_from(&vm.ram),
     })
+}
+
+/// After a device outside the vCPU threads (the console input, feeding the
+/// UART) changed its interrupt line. With the userspace GIC the SPI's new
+/// level is in the model, but no vCPU loop has looked at the CPUs' outputs:
+/// the CPUs whose IRQ or FIQ line KVM has not heard yet are kicked, and
+/// each one's own thread applies it before re-entering (the owner-thread
+/// rule, `crate::irqchip`; with `--irq-injection cross-thread` the kicked
+/// thread delivers every change). The input thread never calls
+/// `KVM_IRQ_LINE` for a CPU itself. With the in-kernel vGIC the UART's line
+/// has already told KVM (`KVM_IRQ_LINE` on the SPI), and there is nothing
+/// to do.
+fn kick_for_device_lines(vm: &vm::Vm, control: &control::Control) {
+    let Some(gic) = vm.gic.as_deref() else {
+        return;
+    };
+    // No CPU has the index usize::MAX: every CPU whose line is stale.
+    for cpu in gic.stale_others(usize::MAX).iter() {
+        control.kick_for_lines(cpu);
+    }
 }
 
 /// Dropped when a vCPU thread's work ends, normally or by a panic: reports

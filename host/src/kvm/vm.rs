@@ -57,15 +57,14 @@ pub struct VmConfig {
     pub kvm_device: std::path::PathBuf,
     /// Which interrupt controller to use.
     pub irqchip: Irqchip,
-    /// The flat firmware image, loaded at RAM base.
-    pub image: Vec<u8>,
+    /// What vCPU 0 boots: the firmware or a boot-protocol payload, and its
+    /// entry registers.
+    pub boot: crate::boot::Boot,
     /// Guest RAM size in bytes.
     pub ram_size: u64,
     /// Number of vCPUs (1 to 8, the GICv2 limit). vCPU 0 starts at the
     /// image's entry; the others start powered off, for PSCI CPU_ON.
     pub cpus: usize,
-    /// Values for x0, x1, x2 at entry (see `uirq_abi::boot`).
-    pub boot_args: [u64; 3],
     /// Where the guest's UART output goes.
     pub console: Box<dyn Write + Send>,
 }
@@ -81,6 +80,8 @@ pub struct Vm {
     /// The userspace interrupt controller, shared with the bus's GIC
     /// frames; `None` with KVM's in-kernel vGIC.
     pub gic: Option<Arc<UserGic>>,
+    /// The UART, shared with the bus (the console input feeds it).
+    pub uart: Arc<Mutex<Pl011>>,
     /// Guest RAM; kept alive as long as KVM maps it.
     pub ram: GuestRam,
     /// The benchmark phase the firmware last announced.
@@ -175,7 +176,7 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     let zeroed = zero_counter_offset(kvm, &fd);
 
     let ram = memory::create_ram(config.ram_size)?;
-    let entry = memory::load_image(&ram, config.ram_size, &config.image)?;
+    config.boot.write_to(&ram)?;
     for (slot, region) in ram.iter().enumerate() {
         let host = ram
             .get_host_address(region.start_addr())
@@ -226,7 +227,7 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         }
     };
     let uart = Arc::new(Mutex::new(Pl011::new(config.console, uart_irq)));
-    bus.insert("uart", UART_BASE, UART_SIZE, uart)?;
+    bus.insert("uart", UART_BASE, UART_SIZE, uart.clone())?;
     let phase = Arc::new(AtomicU32::new(0));
     let marker = Arc::new(Mutex::new(Marker::new(phase.clone())));
     bus.insert("bench-marker", MARKER_BASE, MARKER_SIZE, marker)?;
@@ -261,8 +262,8 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
 
     // KVM_ARM_VCPU_INIT leaves the vCPU at EL1h with DAIF masked and the MMU
     // off; only the PC and the boot arguments need setting.
-    set_core_reg(&vcpus[0], CoreReg::Pc, entry)?;
-    for (n, value) in config.boot_args.into_iter().enumerate() {
+    set_core_reg(&vcpus[0], CoreReg::Pc, config.boot.entry)?;
+    for (n, value) in config.boot.regs.into_iter().enumerate() {
         set_core_reg(&vcpus[0], CoreReg::X(n as u8), value)?;
     }
 
@@ -271,6 +272,7 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         vcpus,
         bus,
         gic,
+        uart,
         ram,
         phase,
         irqchip: config.irqchip,
