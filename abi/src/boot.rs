@@ -9,10 +9,20 @@
 //! | `x1`     | first program argument (0 = the program's default)        |
 //! | `x2`     | second program argument (0 = the program's default)       |
 //!
-//! A firmware started with `x0` = 0 (as QEMU's `-kernel` starts it) looks
-//! for a [`block`] in guest RAM, which QEMU's loader device can write; with
-//! none it runs [`Program::Timer`] with its defaults, so zero is never a
+//! A firmware started with `x0` = 0 (as QEMU's `-kernel` starts an ELF)
+//! looks for a [`block`] in guest RAM, which QEMU's loader device can write;
+//! with none it runs [`Program::Timer`] with its defaults, so zero is never a
 //! program of its own.
+//!
+//! A firmware started by the Linux arm64 boot protocol
+//! (Documentation/arch/arm64/booting.rst, the VMM's `--kernel`, QEMU's
+//! `-kernel` with the flat image) finds the physical address of a device
+//! tree in `x0` instead, and `x1` = `x2` = 0. Program numbers are small and
+//! RAM starts at [`crate::layout::RAM_BASE`], so the two cannot be confused:
+//! an `x0` at or above `RAM_BASE` is a device tree address. The program is
+//! then named on the kernel command line (`/chosen/bootargs`) by a word
+//! [`PROGRAM_BOOTARG`]`NAME`, and runs with its default arguments; without
+//! one the firmware runs [`Program::DtInfo`].
 //!
 //! The registers above are those of the *boot* CPU. Every other CPU starts
 //! powered off; the firmware starts the ones it needs itself with PSCI
@@ -56,6 +66,11 @@ pub enum Program {
     /// a sender waits for an acknowledgement, in microseconds (default
     /// [`DEFAULT_IPI_TIMEOUT_US`]).
     IpiStress = 6,
+    /// Prints what the device tree passed in `x0` by the Linux boot
+    /// protocol says about the machine (the GIC's and the UART's addresses,
+    /// the CPUs) and checks it against [`crate::layout`]. Fails when
+    /// started without a device tree.
+    DtInfo = 7,
     /// Scenario: one-shot virtual timer (TVAL), exactly one interrupt.
     OneShot = 16,
     /// Scenario: the EL1 physical timer through PPI 30.
@@ -170,8 +185,16 @@ pub mod block {
 /// The boot block's magic, [`block::MAGIC`].
 pub use block::MAGIC as BOOT_BLOCK_MAGIC;
 
+/// The kernel command line word that names the program when the firmware is
+/// started by the Linux boot protocol: `uirq.program=NAME`, `NAME` as
+/// [`Program::name`] spells it. It has the `module.parameter=value` form
+/// of Linux's own module parameters
+/// (Documentation/admin-guide/kernel-parameters.rst), which a kernel that
+/// does not know the module ignores rather than handing it to init.
+pub const PROGRAM_BOOTARG: &str = "uirq.program=";
+
 /// (program, command-line name, summary), in number order.
-const TABLE: [(Program, &str, &str); 21] = [
+const TABLE: [(Program, &str, &str); 22] = [
     (
         Program::Timer,
         "timer",
@@ -201,6 +224,11 @@ const TABLE: [(Program, &str, &str); 21] = [
         Program::IpiStress,
         "ipi-stress",
         "cores exchange numbered SGIs; lost IPIs are detected and counted (needs --cpus 2+)",
+    ),
+    (
+        Program::DtInfo,
+        "dt-info",
+        "prints the GIC's and UART's addresses from the device tree the boot protocol passed in x0 (needs --kernel)",
     ),
     (
         Program::OneShot,
@@ -426,5 +454,19 @@ mod tests {
         assert_eq!(Program::SgiSmp.min_cpus(), 3);
         assert!(Program::ALL.iter().all(|p| p.min_cpus() <= MAX_CPUS));
         assert!(!Program::IpiStress.is_scenario());
+    }
+
+    #[test]
+    fn dt_info_is_a_one_cpu_program_below_the_scenarios() {
+        assert_eq!(Program::from_name("dt-info"), Some(Program::DtInfo));
+        assert_eq!(Program::DtInfo.number(), 7);
+        assert_eq!(Program::DtInfo.min_cpus(), 1);
+        assert!(!Program::DtInfo.is_scenario());
+        // Every program number is below RAM, so an x0 in RAM is a device
+        // tree address, never a program.
+        assert!(Program::ALL
+            .iter()
+            .all(|p| p.number() < crate::layout::RAM_BASE));
+        assert!(PROGRAM_BOOTARG.ends_with('=') && !PROGRAM_BOOTARG.contains(' '));
     }
 }

@@ -44,6 +44,10 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 /// Guest RAM size the VMM gives by default (and the firmware's linker script
 /// assumes as its upper bound).
 pub const RAM_SIZE_DEFAULT: u64 = 64 << 20;
+/// The most guest RAM the VMM gives (`--ram-mib 4096`). The firmware's
+/// identity map covers RAM up to this size, so a device tree or initrd a
+/// boot-protocol loader puts near the top of RAM is reachable.
+pub const RAM_SIZE_MAX: u64 = 4 << 30;
 
 /// Where the firmware image is loaded and entered.
 pub const IMAGE_LOAD_ADDR: u64 = RAM_BASE;
@@ -59,6 +63,7 @@ const _: () = {
     assert!(!overlaps(GICD_BASE, GICD_SIZE, GICC_BASE, GICC_SIZE));
     assert!(!overlaps(GICC_BASE, GICC_SIZE, UART_BASE, UART_SIZE));
     assert!(!overlaps(UART_BASE, UART_SIZE, RAM_BASE, RAM_SIZE_DEFAULT));
+    assert!(RAM_SIZE_DEFAULT <= RAM_SIZE_MAX);
     assert!(GICD_BASE % 0x1000 == 0 && GICC_BASE % 0x1000 == 0 && UART_BASE % 0x1000 == 0);
 };
 

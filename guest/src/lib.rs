@@ -19,6 +19,11 @@
 //!   cores).
 //! - [`ipi`]: the `ipi-stress` program's shares, targets, verdict and
 //!   summary line.
+//! - [`image_header`]: the arm64 `Image` header that begins the firmware
+//!   image, so that loaders of the Linux boot protocol start it.
+//! - [`devicetree`]: reading the device tree such a loader passes in `x0`
+//!   (the GIC, the UART, the CPUs, the program on the command line) and
+//!   comparing it with the compiled-in memory map.
 #![cfg_attr(not(test), no_std)]
 
 pub mod drivers {
@@ -32,7 +37,9 @@ pub mod drivers {
     pub mod timer;
 }
 pub mod bench;
+pub mod devicetree;
 pub mod esr;
+pub mod image_header;
 pub mod ipi;
 pub mod mmu;
 pub mod psci_codes;

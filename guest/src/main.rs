@@ -3,10 +3,14 @@
 //!
 //! Read it top-down:
 //!
-//! 1. [`boot`]: `_start`, the first instruction of the image: MMU on
-//!    (`uirq_guest::mmu`), stack, BSS, FP/SIMD, exception vectors, then
-//!    [`main`]; and `_secondary_start`, where the other cores begin.
-//! 2. [`main`]: picks a program from the boot registers (`uirq_abi::boot`).
+//! 1. [`boot`]: `_start`, the first instruction of the image (a branch over
+//!    the arm64 Image header that begins it): the image moved to where it
+//!    was linked if a loader put it elsewhere, MMU on (`uirq_guest::mmu`),
+//!    stack, BSS, FP/SIMD, exception vectors, then [`main`]; and
+//!    `_secondary_start`, where the other cores begin.
+//! 2. [`main`]: picks a program from the boot registers (`uirq_abi::boot`),
+//!    or, started by the Linux boot protocol, from the device tree in `x0`
+//!    ([`linux_boot`]).
 //! 3. [`programs::timer`]: the default program, GIC and timer set-up, the
 //!    wait loop and the interrupt handler.
 //! 4. [`exceptions`]: the vector table, the IRQ entry that saves the
@@ -34,6 +38,8 @@ mod exceptions;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]
+mod linux_boot;
+#[cfg(target_os = "none")]
 mod programs;
 #[cfg(target_os = "none")]
 mod psci;
@@ -43,12 +49,14 @@ mod smp;
 #[cfg(target_os = "none")]
 use uirq_abi::{boot::Program, exit::Status};
 
-/// The firmware's Rust entry point, called by `_start` with the three boot
-/// registers the VMM set (`uirq_abi::boot`): `x0` the program, `x1` and `x2`
-/// its arguments (0 = default).
+/// The firmware's Rust entry point, called by `_start` with the boot
+/// registers the loader set (`uirq_abi::boot`): `x0` the program, `x1` and
+/// `x2` its arguments (0 = default); or, under the Linux boot protocol,
+/// `x0` the address of a device tree. `loaded_at` is where the loader put
+/// the image (`_start` has moved it to `RAM_BASE` if that was elsewhere).
 #[cfg(target_os = "none")]
 #[no_mangle]
-extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
+extern "C" fn main(x0: u64, x1: u64, x2: u64, loaded_at: u64) -> ! {
     use aarch64_cpu::registers::{CurrentEL, Readable};
 
     board::uart().init();
@@ -66,12 +74,29 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
         }
     }
 
-    // Under QEMU's `-kernel`, x0 is 0: the program may then be in the boot
-    // block that QEMU's loader device wrote into RAM (`uirq_abi::boot::block`).
-    let (x0, x1, x2) = if x0 == 0 {
-        boot_block().unwrap_or((x0, x1, x2))
+    let linked_at = linux_boot::footprint().base;
+    if loaded_at != linked_at {
+        println!(
+            "uirq-guest: loaded at {loaded_at:#x}, moved to {linked_at:#x} where it is linked"
+        );
+    }
+
+    // Under the Linux boot protocol, x0 is a device tree's address (in RAM,
+    // where no program number is), and the program is on its command line.
+    // Under QEMU's `-kernel` with the ELF, x0 is 0: the program may then be
+    // in the boot block that QEMU's loader device wrote into RAM
+    // (`uirq_abi::boot::block`).
+    let (x0, x1, x2, tree) = if linux_boot::is_device_tree_address(x0) {
+        let tree = linux_boot::DeviceTree::open(x0).unwrap_or_else(|e| {
+            println!("uirq-guest: x0 = {x0:#x} is in RAM, but not a usable device tree: {e}");
+            psci::system_off(Status::BadBootArgs)
+        });
+        (linux_boot::program(&tree).number(), 0, 0, Some(tree))
+    } else if x0 == 0 {
+        let (x0, x1, x2) = boot_block().unwrap_or((x0, x1, x2));
+        (x0, x1, x2, None)
     } else {
-        (x0, x1, x2)
+        (x0, x1, x2, None)
     };
 
     match Program::from_number(x0) {
@@ -81,6 +106,7 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64) -> ! {
         Some(Program::Bench) => programs::bench::run(x1, x2),
         Some(Program::SmpTimer) => programs::smp_timer::run(x1, x2),
         Some(Program::IpiStress) => programs::ipi_stress::run(x1, x2),
+        Some(Program::DtInfo) => programs::dt_info::run(tree),
         // Every other program is a GIC scenario.
         Some(scenario) => programs::scenarios::run(scenario),
         None => {

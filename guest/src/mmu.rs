@@ -30,12 +30,18 @@
 //!   descriptor, so there is no level 2 or 3 at all:
 //!
 //! ```text
-//!  entry  VA = PA                  memory type                contents
-//!  ─────  ───────────────────────  ─────────────────────────  ────────────────────────────
-//!    0    0x0000_0000-0x3FFF_FFFF  Device-nGnRE, never exec.  GICD, GICC, PL011, marker
-//!    1    0x4000_0000-0x7FFF_FFFF  Normal WB RA/WA, Inner Sh. RAM (image, stacks, buffers)
-//!  2-511  the rest                 invalid (translation fault)
+//!  entry  VA = PA                    memory type                contents
+//!  ─────  ─────────────────────────  ─────────────────────────  ──────────────────────────
+//!    0    0x0000_0000-0x3FFF_FFFF    Device-nGnRE, never exec.  GICD, GICC, PL011, marker
+//!   1-4   0x4000_0000-0x1_3FFF_FFFF  Normal WB RA/WA, Inner Sh. RAM (image, stacks,
+//!                                                               buffers, device tree)
+//!  5-511  the rest                   invalid (translation fault)
 //! ```
+//!
+//! RAM is mapped up to the most the VMM gives (`RAM_SIZE_MAX`, 4 GiB), not
+//! only the default 64 MiB: a loader that follows the Linux boot protocol
+//! puts the device tree (and an initrd) where it likes in RAM, the VMM near
+//! the top, and the firmware reads it there with the MMU on.
 //!
 //! `TTBR1_EL1` (the upper half of the address space) is not used:
 //! `TCR_EL1.EPD1` = 1 makes a walk there a translation fault.
@@ -50,16 +56,16 @@
 //! [`IDENTITY_MAP`], then `SCTLR_EL1` |= [`SCTLR_SET`], &= !
 //! [`SCTLR_CLEAR`]).
 //!
-//! All of RAM is one block, writable and executable at EL1 (code and data
-//! share it), and mapped whole even where a smaller guest has no RAM: only
-//! a stray access would touch that part, and a VMM answers it as it would
-//! with the MMU off. That is a teaching simplification, not a hardening
-//! recommendation.
+//! All of RAM is four blocks, writable and executable at EL1 (code and data
+//! share them), and mapped whole even where a smaller guest has no RAM:
+//! only a stray access would touch that part, and a VMM answers it as it
+//! would with the MMU off. That is a teaching simplification, not a
+//! hardening recommendation.
 
 use aarch64_cpu::registers::{MAIR_EL1, SCTLR_EL1, TCR_EL1};
 use uirq_abi::{
     bench::MARKER_BASE,
-    layout::{GICC_BASE, GICD_BASE, RAM_BASE, RAM_SIZE_DEFAULT, UART_BASE},
+    layout::{GICC_BASE, GICD_BASE, RAM_BASE, RAM_SIZE_DEFAULT, RAM_SIZE_MAX, UART_BASE},
 };
 
 /// Bytes one level-1 block descriptor maps with a 4 KiB granule.
@@ -96,9 +102,13 @@ pub const MAIR: u64 = MAIR_EL1::Attr0_Device::nonGathering_nonReordering_EarlyWr
 ///   the same attributes as the RAM it lives in;
 /// - `EPD1` = 1: no walks through `TTBR1_EL1` (its `TG1` is still given a
 ///   valid encoding, 4 KiB, as 0b00 is reserved);
-/// - `IPS` = 32 bits: every output address in the table is below 2 GiB,
-///   and every implementation supports at least 32 physical address bits
-///   (`ID_AA64MMFR0_EL1.PARange`), so no address size fault is possible.
+/// - `IPS` = 36 bits (64 GiB): the highest output address in the table is
+///   that of the last RAM block, below `RAM_BASE + RAM_SIZE_MAX` = 5 GiB,
+///   which needs 33 bits. An implementation with fewer physical address
+///   bits (`ID_AA64MMFR0_EL1.PARange`; KVM gives a guest 40 by default)
+///   behaves as if `IPS` named its own size (the `TCR_EL1.IPS` field
+///   description), and a block above that size holds no RAM anyone
+///   accesses, so no address size fault happens.
 pub const TCR: u64 = TCR_EL1::T0SZ.val(T0SZ).value
     | TCR_EL1::TG0::KiB_4.value
     | TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable.value
@@ -106,7 +116,7 @@ pub const TCR: u64 = TCR_EL1::T0SZ.val(T0SZ).value
     | TCR_EL1::SH0::Inner.value
     | TCR_EL1::EPD1::DisableTTBR1Walks.value
     | TCR_EL1::TG1::KiB_4.value
-    | TCR_EL1::IPS::Bits_32.value;
+    | TCR_EL1::IPS::Bits_36.value;
 
 /// `SCTLR_EL1` bits to set: `M` (stage 1 translation on), `C` (data and
 /// unified caches may hold data: Normal memory is cacheable), `I`
@@ -190,27 +200,42 @@ pub const fn level1_index(address: u64) -> usize {
 pub static IDENTITY_MAP: TranslationTable = identity_map();
 
 const MMIO_BLOCK: usize = level1_index(GICD_BASE);
+/// The first RAM block.
 const RAM_BLOCK: usize = level1_index(RAM_BASE);
+/// The RAM blocks: enough to map the largest RAM the VMM gives.
+pub const RAM_BLOCKS: usize = RAM_SIZE_MAX.div_ceil(BLOCK_SIZE) as usize;
 
-/// Builds the table: the MMIO gigabyte as Device, the RAM gigabyte as
+/// The end (exclusive) of the RAM the identity map covers.
+pub const RAM_MAPPED_END: u64 = RAM_BASE + RAM_BLOCKS as u64 * BLOCK_SIZE;
+
+/// Builds the table: the MMIO gigabyte as Device, the RAM gigabytes as
 /// Normal, every other entry invalid (0).
 pub const fn identity_map() -> TranslationTable {
     let mut table = [0; ENTRIES];
     table[MMIO_BLOCK] = block(MMIO_BLOCK as u64 * BLOCK_SIZE, ATTR_DEVICE);
-    table[RAM_BLOCK] = block(RAM_BLOCK as u64 * BLOCK_SIZE, ATTR_NORMAL);
+    let mut i = RAM_BLOCK;
+    while i < RAM_BLOCK + RAM_BLOCKS {
+        table[i] = block(i as u64 * BLOCK_SIZE, ATTR_NORMAL);
+        i += 1;
+    }
     TranslationTable(table)
 }
 
-// The memory map must fit the two blocks: every device in the Device
-// gigabyte, all of the default RAM in the Normal one, and the table itself
-// describing 39-bit addresses with a single level-1 table.
+// The memory map must fit the blocks: every device in the Device gigabyte,
+// all of the largest RAM in the Normal ones, every output address within
+// the IPS size, and the table itself describing 39-bit addresses with a
+// single level-1 table.
 const _: () = {
     assert!(level1_index(GICD_BASE) == MMIO_BLOCK);
     assert!(level1_index(GICC_BASE + uirq_abi::layout::GICC_SIZE - 1) == MMIO_BLOCK);
     assert!(level1_index(UART_BASE) == MMIO_BLOCK);
     assert!(level1_index(MARKER_BASE) == MMIO_BLOCK);
-    assert!(RAM_BLOCK != MMIO_BLOCK);
+    assert!(RAM_BLOCK > MMIO_BLOCK);
+    assert!(RAM_BASE % BLOCK_SIZE == 0);
     assert!(level1_index(RAM_BASE + RAM_SIZE_DEFAULT - 1) == RAM_BLOCK);
+    assert!(RAM_BASE + RAM_SIZE_MAX <= RAM_MAPPED_END);
+    assert!(RAM_BLOCK + RAM_BLOCKS <= ENTRIES);
+    assert!(RAM_MAPPED_END <= 1 << 36);
     // 39 address bits = 9 bits of level-1 index + 30 bits inside a block.
     assert!(64 - T0SZ == 9 + 30);
     assert!(core::mem::size_of::<TranslationTable>() == 4096);
@@ -232,19 +257,29 @@ mod tests {
     }
 
     #[test]
-    fn normal_block_for_ram() {
+    fn normal_blocks_for_ram() {
         // Valid block, AttrIndx 1, Inner Shareable, AF, UXN (EL1 may
-        // execute), output address 0x4000_0000.
-        let expected = 0x4000_0000 | 0b01 | 1 << 2 | 0b11 << 8 | 1 << 10 | 1 << 54;
-        assert_eq!(IDENTITY_MAP.0[1], expected, "{:#x}", IDENTITY_MAP.0[1]);
+        // execute), output addresses 0x4000_0000, 0x8000_0000,
+        // 0xC000_0000, 0x1_0000_0000: 4 GiB of RAM from RAM_BASE.
+        assert_eq!(RAM_BLOCKS, 4);
+        for (i, address) in [0x4000_0000u64, 0x8000_0000, 0xC000_0000, 0x1_0000_0000]
+            .into_iter()
+            .enumerate()
+        {
+            let expected = address | 0b01 | 1 << 2 | 0b11 << 8 | 1 << 10 | 1 << 54;
+            let d = IDENTITY_MAP.0[1 + i];
+            assert_eq!(d, expected, "entry {}: {d:#x}", 1 + i);
+        }
+        assert_eq!(RAM_MAPPED_END, 0x1_4000_0000);
     }
 
     #[test]
     fn everything_else_is_invalid() {
-        assert!(IDENTITY_MAP.0[2..].iter().all(|&d| d == 0));
+        assert!(IDENTITY_MAP.0[5..].iter().all(|&d| d == 0));
         assert_eq!(level1_index(RAM_BASE), 1);
         assert_eq!(level1_index(0x7FFF_FFFF), 1);
-        assert_eq!(level1_index(0x8000_0000), 2);
+        assert_eq!(level1_index(0x1_3FFF_FFFF), 4);
+        assert_eq!(level1_index(0x1_4000_0000), 5);
     }
 
     #[test]
@@ -257,10 +292,10 @@ mod tests {
         // Attr0 = 0x04, Attr1 = 0xFF.
         assert_eq!(MAIR, 0xFF04);
         // T0SZ 25, IRGN0 01 (bits 9:8), ORGN0 01 (11:10), SH0 11 (13:12),
-        // TG0 00, EPD1 (bit 23), TG1 10 (31:30), IPS 000.
+        // TG0 00, EPD1 (bit 23), TG1 10 (31:30), IPS 001 (34:32).
         assert_eq!(
             TCR,
-            25 | 0b01 << 8 | 0b01 << 10 | 0b11 << 12 | 1 << 23 | 0b10 << 30
+            25 | 0b01 << 8 | 0b01 << 10 | 0b11 << 12 | 1 << 23 | 0b10 << 30 | 0b001 << 32
         );
         assert_eq!(SCTLR_SET, 1 | 1 << 2 | 1 << 12);
         assert_eq!(SCTLR_CLEAR, 1 << 1 | 1 << 19);

@@ -1,6 +1,7 @@
 //! The programs the VMM can ask for (`uirq_abi::boot::Program`).
 
 pub mod bench;
+pub mod dt_info;
 pub mod fault;
 pub mod ipi_stress;
 pub mod scenarios;

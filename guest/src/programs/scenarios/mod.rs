@@ -85,7 +85,8 @@ pub fn run(program: Program) -> ! {
         | Program::Fault
         | Program::Bench
         | Program::SmpTimer
-        | Program::IpiStress => {
+        | Program::IpiStress
+        | Program::DtInfo => {
             println!("uirq-guest: `{}` is not a scenario", program.name());
             crate::psci::system_off(uirq_abi::exit::Status::BadBootArgs)
         }
