@@ -125,7 +125,7 @@ struct Args {
     kvm_device: PathBuf,
 
     /// Guest RAM in MiB.
-    #[arg(long, default_value_t = uirq_abi::layout::RAM_SIZE_DEFAULT >> 20, value_parser = clap::value_parser!(u64).range(1..=(uirq_abi::layout::RAM_SIZE_MAX >> 20) as i64))]
+    #[arg(long, default_value_t = uirq_abi::layout::RAM_SIZE_DEFAULT >> 20, value_parser = clap::value_parser!(u64).range(1..=uirq_abi::layout::RAM_SIZE_MAX >> 20))]
     ram_mib: u64,
 
     /// Stop a guest that has not powered off after this many seconds (exit code 124).
