@@ -44,6 +44,11 @@ pub fn preflight() -> Result<(), Problem> {
 /// emulated boot, but a wedged guest still fails the suite in minutes.
 pub const BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Upper bound for a batch of Linux boots, L1's boot included: a nested
+/// Linux boot on the VMM takes 30-120 s, so a few of them need more than
+/// [`BATCH_WALL_TIMEOUT`].
+pub const LINUX_BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(1200);
+
 /// The artifacts under test: the ones `cargo xtask test` built and named
 /// in the environment, or a fresh build when the tests run on their own.
 pub fn artifacts() -> Result<Artifacts, Problem> {
@@ -51,11 +56,13 @@ pub fn artifacts() -> Result<Artifacts, Problem> {
         std::env::var_os("UIRQ_GUEST_IMAGE"),
         std::env::var_os("UIRQ_VMM"),
         std::env::var_os("UIRQ_L1_INIT"),
+        std::env::var_os("UIRQ_LINUX_INIT"),
     ) {
-        (Some(guest), Some(vmm), Some(init)) => Ok(Artifacts {
+        (Some(guest), Some(vmm), Some(init), Some(linux_init)) => Ok(Artifacts {
             guest_image: PathBuf::from(guest),
             vmm: PathBuf::from(vmm),
             l1_init: PathBuf::from(init),
+            linux_init: PathBuf::from(linux_init),
         }),
         _ => xtask::build::all().map_err(Problem::Failed),
     }
@@ -78,6 +85,32 @@ pub fn batch<'a>(cell: &'a OnceLock<Batch>, label: &str, jobs: &[&[&str]]) -> &'
         xtask::jobs::run(&artifacts, &jobs, label, None, BATCH_WALL_TIMEOUT)
             .map_err(Problem::Failed)
     })
+}
+
+/// Like [`batch`] for jobs that need the built artifacts to be written
+/// (a Linux boot names the kernel and the generated initramfs): `make`
+/// turns the artifacts into the jobs; the batch is bounded by `wall`.
+pub fn batch_with<'a>(
+    cell: &'a OnceLock<Batch>,
+    label: &str,
+    make: impl FnOnce(&Artifacts) -> Result<Vec<Vec<String>>, Problem>,
+    wall: Duration,
+) -> &'a Batch {
+    cell.get_or_init(|| {
+        preflight()?;
+        let artifacts = artifacts()?;
+        let jobs = make(&artifacts)?;
+        xtask::jobs::run(&artifacts, &jobs, label, None, wall).map_err(Problem::Failed)
+    })
+}
+
+/// The kernel and initramfs a Linux guest boots with: the cached Debian
+/// kernel (its absence means the test cannot run here) and the initramfs
+/// generated around the built `uirq-linux-init`.
+pub fn linux_boot_files(artifacts: &Artifacts) -> Result<(PathBuf, PathBuf), Problem> {
+    let kernel = xtask::l1::ensure_kernel().map_err(Problem::CannotRun)?;
+    let initrd = xtask::linux::write_initramfs(artifacts).map_err(Problem::Failed)?;
+    Ok((kernel, initrd))
 }
 
 /// The value of `result`, or `None` when it could not run here and this is

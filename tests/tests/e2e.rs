@@ -24,7 +24,7 @@ const JOBS: &[&[&str]] = &[
     &["--ticks", "50", "--period-us", "1000"],
     &["--program", "spin", "--timeout", "3"],
     &["--program", "fault"],
-    // A later `--image` overrides the one the harness puts first.
+    // A job that names its own `--image` gets none from the harness.
     &["--image", "/no/such/image.bin"],
     &["--program", "no-such-program"],
     &["--kvm-device", "/dev/no-such-kvm"],

@@ -1,4 +1,4 @@
-//! Building the three pieces: firmware image, VMM, L1 init.
+//! Building the pieces: firmware image, VMM, L1 init, Linux guest init.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ pub fn all() -> Result<Artifacts> {
     toolchain::ensure()?;
     let guest_image = guest()?;
     progress(format!(
-        "building the VMM and the L1 init for {LINUX_TARGET}"
+        "building the VMM and the inits (L1, Linux guest) for {LINUX_TARGET}"
     ));
     run_checked(project::cargo().args([
         "build",
@@ -23,17 +23,22 @@ pub fn all() -> Result<Artifacts> {
         "uirq-host",
         "--package",
         "uirq-l1-init",
-        // Name both binaries: a `--bin` filter applies to every package.
+        "--package",
+        "uirq-linux-init",
+        // Name every binary: a `--bin` filter applies to every package.
         "--bin",
         "uirq-vmm",
         "--bin",
         "uirq-l1-init",
+        "--bin",
+        "uirq-linux-init",
     ]))?;
     let bin_dir = project::target_dir().join(LINUX_TARGET).join("release");
     Ok(Artifacts {
         guest_image,
         vmm: bin_dir.join("uirq-vmm"),
         l1_init: bin_dir.join("uirq-l1-init"),
+        linux_init: bin_dir.join("uirq-linux-init"),
     })
 }
 

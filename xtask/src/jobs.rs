@@ -4,29 +4,148 @@
 //! all jobs of a batch run inside one boot of the nested L1 Linux: booting
 //! L1 costs seconds, a VMM run milliseconds, so batching is what keeps the
 //! end-to-end tests fast.
+//!
+//! A job is a list of VMM arguments, optionally preceded by fields (any
+//! order) that say how to run it:
+//!
+//! - `@sigint-after-ms=N`: send the VMM SIGINT N ms after it started, as
+//!   Ctrl-C would ([`SIGINT_AFTER`]);
+//! - `@mark=TEXT`: time the first output line that contains TEXT, from the
+//!   VMM's spawn ([`MARK_FIELD`], [`JobResult::mark`]);
+//! - `@stdin=TEXT`: write TEXT and a newline to the VMM's stdin once the
+//!   mark was seen (at once without a mark) and keep it open until the VMM
+//!   exits ([`STDIN_FIELD`]). Without it the VMM's stdin is empty.
+//!
+//! A job without `--image` or `--kernel` boots the firmware (`--image` is
+//! added). Files named by `--image`, `--kernel`, `--initrd` and `--dtb` are
+//! paths on this machine; the nested run copies them into L1.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::l1;
-use crate::process::{run_bounded, Ended};
+use crate::process::{run_bounded_fed, Ended, Feed};
 use crate::project::{is_native_kvm_host, Artifacts};
 use crate::Result;
 
-/// A job's optional first field: send the VMM SIGINT this many
-/// milliseconds after it started, as Ctrl-C would (the L1 init knows the
-/// same prefix). For the tests of a clean stop.
+/// A job field: send the VMM SIGINT this many milliseconds after it
+/// started, as Ctrl-C would (the L1 init knows the same fields). For the
+/// tests of a clean stop.
 pub const SIGINT_AFTER: &str = "@sigint-after-ms=";
+/// A job field: time the first line of the VMM's output that contains the
+/// text after `=`.
+pub const MARK_FIELD: &str = "@mark=";
+/// A job field: the text after `=`, plus a newline, goes to the VMM's stdin.
+pub const STDIN_FIELD: &str = "@stdin=";
 
-/// Splits a job's `@sigint-after-ms=N` field off its VMM arguments.
-pub fn split_sigint(args: &[String]) -> (Option<Duration>, &[String]) {
-    match args.split_first() {
-        Some((first, rest)) => match first.strip_prefix(SIGINT_AFTER) {
-            Some(ms) => (Some(Duration::from_millis(ms.parse().unwrap_or(0))), rest),
-            None => (None, args),
-        },
-        None => (None, args),
+/// The VMM options that name a file to load, whose value is a path on the
+/// build machine.
+pub const FILE_OPTIONS: [&str; 4] = ["--image", "--kernel", "--initrd", "--dtb"];
+
+/// How to run a job, from its leading fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFields {
+    /// `@sigint-after-ms=`
+    pub sigint_after: Option<Duration>,
+    /// `@mark=`
+    pub mark: Option<String>,
+    /// `@stdin=`
+    pub stdin: Option<String>,
+}
+
+impl JobFields {
+    /// The fields as job arguments, in a fixed order.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(after) = self.sigint_after {
+            out.push(format!("{SIGINT_AFTER}{}", after.as_millis()));
+        }
+        if let Some(mark) = &self.mark {
+            out.push(format!("{MARK_FIELD}{mark}"));
+        }
+        if let Some(text) = &self.stdin {
+            out.push(format!("{STDIN_FIELD}{text}"));
+        }
+        out
     }
+}
+
+/// Splits a job's leading fields off its VMM arguments. A leading `@...`
+/// that is not a known field, or a field without a usable value, is an
+/// error (the VMM would only reject it less clearly).
+pub fn split_fields(args: &[String]) -> Result<(JobFields, &[String])> {
+    let mut fields = JobFields::default();
+    let mut rest = args;
+    while let Some((first, tail)) = rest.split_first() {
+        if !first.starts_with('@') {
+            break;
+        }
+        if let Some(ms) = first.strip_prefix(SIGINT_AFTER) {
+            let ms = ms
+                .parse()
+                .map_err(|_| format!("job field {first:?}: expected milliseconds"))?;
+            fields.sigint_after = Some(Duration::from_millis(ms));
+        } else if let Some(text) = first.strip_prefix(MARK_FIELD) {
+            if text.is_empty() {
+                return Err(format!("job field {first:?}: the mark needs a text"));
+            }
+            fields.mark = Some(text.to_string());
+        } else if let Some(text) = first.strip_prefix(STDIN_FIELD) {
+            fields.stdin = Some(text.to_string());
+        } else {
+            return Err(format!(
+                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT)"
+            ));
+        }
+        rest = tail;
+    }
+    Ok((fields, rest))
+}
+
+/// True when the VMM arguments name no guest (`--image` or `--kernel`),
+/// so the firmware image is to be added.
+pub fn needs_default_image(vmm_args: &[String]) -> bool {
+    !vmm_args.iter().any(|a| {
+        ["--image", "--kernel"]
+            .iter()
+            .any(|o| a == o || a.starts_with(&format!("{o}=")))
+    })
+}
+
+/// Rewrites the file paths in `vmm_args` (the values of [`FILE_OPTIONS`],
+/// as `--opt PATH` or `--opt=PATH`): `place` maps a path to its new name,
+/// or to `None` to leave it as it is.
+pub fn rewrite_file_args(
+    vmm_args: &[String],
+    mut place: impl FnMut(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(vmm_args.len());
+    let mut value_of_file_option = false;
+    for arg in vmm_args {
+        if value_of_file_option {
+            value_of_file_option = false;
+            out.push(place(arg).unwrap_or_else(|| arg.clone()));
+            continue;
+        }
+        if FILE_OPTIONS.contains(&arg.as_str()) {
+            value_of_file_option = true;
+            out.push(arg.clone());
+            continue;
+        }
+        let joined = FILE_OPTIONS.iter().find_map(|o| {
+            arg.strip_prefix(o)
+                .and_then(|r| r.strip_prefix('='))
+                .map(|v| (o, v))
+        });
+        match joined {
+            Some((option, value)) => match place(value) {
+                Some(new) => out.push(format!("{option}={new}")),
+                None => out.push(arg.clone()),
+            },
+            None => out.push(arg.clone()),
+        }
+    }
+    out
 }
 
 /// Where the jobs ran.
@@ -43,12 +162,16 @@ pub struct Environment {
 /// One finished job.
 #[derive(Clone, Debug)]
 pub struct JobResult {
-    /// The VMM arguments (without `--image`).
+    /// The job as given: fields and VMM arguments (without the implicit
+    /// `--image`).
     pub args: Vec<String>,
     /// What the VMM and the guest printed, stdout and stderr together.
     pub console: String,
     /// The VMM's exit code; `None` if the job never finished.
     pub exit_code: Option<i32>,
+    /// With `@mark=TEXT`: the time from the VMM's spawn to the first line
+    /// containing TEXT, if one came.
+    pub mark: Option<Duration>,
 }
 
 /// Runs every job with the VMM and firmware in `artifacts`.
@@ -127,6 +250,7 @@ fn nested(
             args: args.clone(),
             console: out.console,
             exit_code: out.exit_code,
+            mark: out.mark,
         })
         .collect();
     Ok((env, results))
@@ -139,10 +263,10 @@ fn run_native(
     wall_timeout: Duration,
 ) -> Result<JobResult> {
     let mut console = String::new();
-    let (sigint_after, vmm_args) = split_sigint(args);
+    let (fields, vmm_args) = split_fields(args)?;
     // With a SIGINT field, Ctrl-C as a terminal sends it: SIGINT to the VMM
     // after a while, which `timeout` from coreutils does without a shell.
-    let mut cmd = match sigint_after {
+    let mut cmd = match fields.sigint_after {
         Some(after) => {
             let mut c = Command::new("timeout");
             c.arg("--signal=INT")
@@ -153,10 +277,23 @@ fn run_native(
         }
         None => Command::new(&artifacts.vmm),
     };
-    cmd.arg("--image")
-        .arg(&artifacts.guest_image)
-        .args(vmm_args);
-    let ended = run_bounded(&mut cmd, wall_timeout, |_, line| {
+    if needs_default_image(vmm_args) {
+        cmd.arg("--image").arg(&artifacts.guest_image);
+    }
+    cmd.args(vmm_args);
+    let stdin_text = fields.stdin.as_ref().map(|t| format!("{t}\n"));
+    let feed = stdin_text.as_ref().map(|text| Feed {
+        text: text.as_bytes(),
+        after: fields.mark.as_deref(),
+    });
+    let mut mark = None;
+    let spawned = Instant::now();
+    let ended = run_bounded_fed(&mut cmd, wall_timeout, feed, |_, line| {
+        if let Some(text) = &fields.mark {
+            if mark.is_none() && line.contains(text.as_str()) {
+                mark = Some(spawned.elapsed());
+            }
+        }
         if let Some(show) = stream {
             show(&line);
         }
@@ -176,6 +313,7 @@ fn run_native(
         args: args.to_vec(),
         console,
         exit_code,
+        mark,
     })
 }
 
@@ -183,16 +321,99 @@ fn run_native(
 mod tests {
     use super::*;
 
+    fn owned(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn a_sigint_field_is_split_off_the_vmm_arguments() {
-        let job: Vec<String> = ["@sigint-after-ms=1500", "--cpus", "2"]
-            .map(String::from)
-            .to_vec();
-        let (after, args) = split_sigint(&job);
-        assert_eq!(after, Some(Duration::from_millis(1500)));
-        assert_eq!(args, &job[1..]);
-        let plain: Vec<String> = vec!["--cpus".into()];
-        assert_eq!(split_sigint(&plain), (None, &plain[..]));
-        assert_eq!(split_sigint(&[]), (None, &[][..]));
+    fn fields_are_split_off_the_vmm_arguments_in_any_order() {
+        let job = owned(&[
+            "@stdin=hello there",
+            "@sigint-after-ms=1500",
+            "@mark=uirq-linux-init: started",
+            "--cpus",
+            "2",
+        ]);
+        let (fields, args) = split_fields(&job).unwrap();
+        assert_eq!(
+            fields,
+            JobFields {
+                sigint_after: Some(Duration::from_millis(1500)),
+                mark: Some("uirq-linux-init: started".into()),
+                stdin: Some("hello there".into()),
+            }
+        );
+        assert_eq!(args, &job[3..]);
+        // The fields come back in a fixed order.
+        assert_eq!(
+            fields.to_args(),
+            [
+                "@sigint-after-ms=1500",
+                "@mark=uirq-linux-init: started",
+                "@stdin=hello there"
+            ]
+        );
+        let plain = owned(&["--cpus", "2", "@mark=late"]);
+        assert_eq!(
+            split_fields(&plain).unwrap(),
+            (JobFields::default(), &plain[..])
+        );
+        assert_eq!(split_fields(&[]).unwrap(), (JobFields::default(), &[][..]));
+        for bad in ["@sigint-after-ms=soon", "@mark=", "@nope=1"] {
+            assert!(split_fields(&owned(&[bad])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_a_job_without_image_or_kernel_gets_the_firmware() {
+        assert!(needs_default_image(&owned(&["--cpus", "2"])));
+        assert!(needs_default_image(&owned(&["--initrd", "x"])));
+        assert!(!needs_default_image(&owned(&["--image", "x"])));
+        assert!(!needs_default_image(&owned(&["--kernel", "vmlinuz"])));
+        assert!(!needs_default_image(&owned(&["--kernel=vmlinuz"])));
+        assert!(!needs_default_image(&owned(&["--image=x.bin"])));
+        assert!(needs_default_image(&owned(&["--images", "x"])));
+    }
+
+    #[test]
+    fn file_arguments_are_rewritten_in_both_spellings_and_others_kept() {
+        let job = owned(&[
+            "--kernel",
+            "/build/vmlinuz",
+            "--initrd=/build/initrd.cpio",
+            "--cmdline",
+            "--kernel is not a file option here",
+            "--dtb",
+            "/missing.dtb",
+            "--dump-dtb",
+            "/out.dtb",
+            "--cpus",
+            "2",
+        ]);
+        let mut asked = Vec::new();
+        let out = rewrite_file_args(&job, |p| {
+            asked.push(p.to_string());
+            (p != "/missing.dtb").then(|| format!("/files/{}", p.trim_start_matches("/build/")))
+        });
+        assert_eq!(
+            out,
+            [
+                "--kernel",
+                "/files/vmlinuz",
+                "--initrd=/files/initrd.cpio",
+                "--cmdline",
+                "--kernel is not a file option here",
+                "--dtb",
+                "/missing.dtb",
+                "--dump-dtb",
+                "/out.dtb",
+                "--cpus",
+                "2",
+            ]
+        );
+        assert_eq!(
+            asked,
+            ["/build/vmlinuz", "/build/initrd.cpio", "/missing.dtb"]
+        );
     }
 }

@@ -276,13 +276,47 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
     Ok(())
 }
 
-/// Writes the initramfs for one boot: the init, the VMM, the firmware image
-/// and the job list (one VMM argument list per line, tab-separated).
-pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+/// Files of this machine that jobs name, copied into the L1 initramfs under
+/// `/files`, each once however many jobs name it.
+#[derive(Debug, Default)]
+struct Staged {
+    /// (path inside L1, path here), in the order they were first named.
+    files: Vec<(String, PathBuf)>,
+}
+
+impl Staged {
+    /// The L1 path for `host`, staging it on first sight; `None` (the
+    /// argument stays as it is) when it is not a file here, so the VMM
+    /// reports a missing file in its own words.
+    fn place(&mut self, host: &str, is_file: impl Fn(&Path) -> bool) -> Option<String> {
+        let path = PathBuf::from(host);
+        if let Some((inside, _)) = self.files.iter().find(|(_, p)| *p == path) {
+            return Some(inside.clone());
+        }
+        if !is_file(&path) {
+            return None;
+        }
+        let base = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let inside = format!("/files/{}-{base}", self.files.len());
+        self.files.push((inside.clone(), path));
+        Some(inside)
+    }
+}
+
+/// The `/jobs` file for L1's init (one job per line, fields then VMM
+/// arguments, tab-separated) and the files of this machine it names, to be
+/// copied into L1 at the paths the lines use.
+fn job_list(
+    jobs: &[Vec<String>],
+    is_file: impl Fn(&Path) -> bool,
+) -> Result<(String, Vec<(String, PathBuf)>)> {
+    let mut staged = Staged::default();
     let mut list = String::new();
-    for args in jobs {
-        if let Some(bad) = args
+    for job in jobs {
+        if let Some(bad) = job
             .iter()
             .find(|a| a.contains(['\t', '\n']) || a.is_empty())
         {
@@ -290,22 +324,25 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
                 "VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"
             ));
         }
-        // The L1 init takes a `@sigint-after-ms=` field only first.
-        let (sigint_after, args) = crate::jobs::split_sigint(args);
-        if let Some(after) = sigint_after {
-            list.push_str(&format!(
-                "{}{}\t",
-                crate::jobs::SIGINT_AFTER,
-                after.as_millis()
-            ));
+        let (fields, vmm_args) = crate::jobs::split_fields(job)?;
+        let mut words = fields.to_args();
+        if crate::jobs::needs_default_image(vmm_args) {
+            words.extend(["--image".to_string(), "/guest.bin".to_string()]);
         }
-        list.push_str("--image\t/guest.bin");
-        for a in args {
-            list.push('\t');
-            list.push_str(a);
-        }
+        words.extend(crate::jobs::rewrite_file_args(vmm_args, |p| {
+            staged.place(p, &is_file)
+        }));
+        list.push_str(&words.join("\t"));
         list.push('\n');
     }
+    Ok((list, staged.files))
+}
+
+/// Writes the initramfs for one boot: the init, the VMM, the firmware image,
+/// the job list (see [`job_list`]) and the files the jobs name.
+pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let (list, files) = job_list(jobs, Path::is_file)?;
     let mut archive = Archive::new();
     archive
         .dir("dev")
@@ -318,6 +355,12 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
         .file("uirq-vmm", 0o755, &read(&artifacts.vmm)?)
         .file("guest.bin", 0o644, &read(&artifacts.guest_image)?)
         .file("jobs", 0o644, list.as_bytes());
+    if !files.is_empty() {
+        archive.dir("files");
+    }
+    for (inside, host) in &files {
+        archive.file(inside.trim_start_matches('/'), 0o644, &read(host)?);
+    }
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -338,6 +381,9 @@ pub enum Line<'a> {
     JobStart(usize),
     /// `@@uirq job <n> exit <code>`
     JobExit(usize, i32),
+    /// `@@uirq job <n> mark <ms>`: job n's output first held its mark this
+    /// long after the VMM was spawned.
+    JobMark(usize, Duration),
     /// `@@uirq done`
     Done,
     /// `@@uirq init-error <message>`
@@ -359,6 +405,12 @@ pub fn parse_line(line: &str) -> Line<'_> {
             (Ok(n), Ok(code)) => Line::JobExit(n, code),
             _ => Line::Text(line),
         },
+        ["job", n, "mark", ms] => match (n.parse(), ms.parse::<f64>()) {
+            (Ok(n), Ok(ms)) if ms.is_finite() && ms >= 0.0 => {
+                Line::JobMark(n, Duration::from_secs_f64(ms / 1e3))
+            }
+            _ => Line::Text(line),
+        },
         ["done"] => Line::Done,
         ["init-error", ..] => Line::InitError(rest.trim_start_matches("init-error").trim()),
         _ => Line::Text(line),
@@ -372,6 +424,8 @@ pub struct JobOutput {
     pub console: String,
     /// The VMM's exit code (128 + signal if it was killed).
     pub exit_code: Option<i32>,
+    /// When the job's mark came (see `jobs::MARK_FIELD`).
+    pub mark: Option<Duration>,
 }
 
 /// Boots L1 once, runs `jobs` in it and returns their outputs in order.
@@ -456,6 +510,7 @@ pub fn run_jobs(
                 outputs[n].exit_code = Some(code);
                 current = None;
             }
+            Line::JobMark(n, after) if n < outputs.len() => outputs[n].mark = Some(after),
             Line::Done => done = true,
             Line::InitError(msg) => init_error = Some(msg.to_string()),
             _ => match current {
@@ -528,6 +583,70 @@ mod tests {
         assert_eq!(minor_of(KERNEL_PACKAGE), Some(117));
     }
 
+    fn owned(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn jobs_get_the_firmware_only_without_a_guest_and_their_files_are_staged_once() {
+        let jobs = vec![
+            owned(&["@sigint-after-ms=2500", "--cpus", "4"]),
+            owned(&[
+                "@stdin=hello",
+                "@mark=ready",
+                "--kernel",
+                "/build/l1/vmlinuz",
+                "--initrd=/build/linux/initramfs.cpio",
+                "--cmdline",
+                "console=ttyAMA0 quiet",
+            ]),
+            owned(&["--kernel", "/build/l1/vmlinuz", "--dtb", "/nowhere/x.dtb"]),
+            owned(&["--image", "/no/such/image.bin"]),
+        ];
+        let (list, files) = job_list(&jobs, |p| p.starts_with("/build")).unwrap();
+        let lines: Vec<Vec<&str>> = list.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(
+            lines,
+            [
+                vec![
+                    "@sigint-after-ms=2500",
+                    "--image",
+                    "/guest.bin",
+                    "--cpus",
+                    "4"
+                ],
+                vec![
+                    "@mark=ready",
+                    "@stdin=hello",
+                    "--kernel",
+                    "/files/0-vmlinuz",
+                    "--initrd=/files/1-initramfs.cpio",
+                    "--cmdline",
+                    "console=ttyAMA0 quiet"
+                ],
+                // The same kernel is copied once; a file that is not there
+                // is left for the VMM to report.
+                vec!["--kernel", "/files/0-vmlinuz", "--dtb", "/nowhere/x.dtb"],
+                vec!["--image", "/no/such/image.bin"],
+            ]
+        );
+        assert_eq!(
+            files,
+            [
+                (
+                    "/files/0-vmlinuz".to_string(),
+                    PathBuf::from("/build/l1/vmlinuz")
+                ),
+                (
+                    "/files/1-initramfs.cpio".to_string(),
+                    PathBuf::from("/build/linux/initramfs.cpio")
+                ),
+            ]
+        );
+        assert!(job_list(&[owned(&["--cmdline", "a\tb"])], |_| true).is_err());
+        assert!(job_list(&[owned(&["@what=1"])], |_| true).is_err());
+    }
+
     #[test]
     fn marker_lines_are_recognised_and_others_pass_through() {
         assert_eq!(
@@ -536,6 +655,18 @@ mod tests {
         );
         assert_eq!(parse_line("@@uirq job 3 start"), Line::JobStart(3));
         assert_eq!(parse_line("@@uirq job 3 exit 124"), Line::JobExit(3, 124));
+        assert_eq!(
+            parse_line("@@uirq job 2 mark 1234.500"),
+            Line::JobMark(2, Duration::from_micros(1_234_500))
+        );
+        assert_eq!(
+            parse_line("@@uirq job 2 mark soon"),
+            Line::Text("@@uirq job 2 mark soon")
+        );
+        assert_eq!(
+            parse_line("@@uirq job 2 mark -1"),
+            Line::Text("@@uirq job 2 mark -1")
+        );
         assert_eq!(parse_line("@@uirq done"), Line::Done);
         assert_eq!(
             parse_line("@@uirq init-error no kvm"),

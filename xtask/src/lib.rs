@@ -4,21 +4,27 @@
 //! - [`project`]: where things are (root, target directory, artifacts).
 //! - [`toolchain`]: makes sure the rustup targets and llvm-tools are there.
 //! - [`bench`]: `bench-latency`: runs, tables, JSON and the SVG plot.
-//! - [`build`]: builds the firmware image, the VMM and the L1 init.
+//! - [`boot_bench`]: `bench-boot`: Linux boot time and exits, userspace GIC
+//!   against the in-kernel vGIC.
+//! - [`build`]: builds the firmware image, the VMM and the two inits.
 //! - [`l1`]: the nested environment for machines that are not aarch64 KVM
 //!   hosts: QEMU, the cached Debian arm64 kernel, the generated initramfs.
 //! - [`cpio`]: the `newc` archive writer the initramfs is made with.
 //! - [`process`]: runs a child with a deadline, reading its output.
 //! - [`jobs`]: runs VMM invocations, natively or inside L1, and collects
 //!   their console output and exit codes.
+//! - [`linux`]: Linux as the VMM's guest: its initramfs, the job that boots
+//!   it, and reading back what its init printed.
 //! - [`qemu_plain`]: the firmware on QEMU's own emulated GICv2 (no KVM, no
 //!   VMM), the independent check of the GIC scenarios.
 
 pub mod bench;
+pub mod boot_bench;
 pub mod build;
 pub mod cpio;
 pub mod jobs;
 pub mod l1;
+pub mod linux;
 pub mod process;
 pub mod project;
 pub mod qemu_plain;

@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! cargo xtask run [-- VMM ARGS]   build everything and boot the firmware
+//! cargo xtask run --linux [-- VMM ARGS]   boot Linux on the VMM instead
 //! cargo xtask test                every check and test, as CI runs them
 //! cargo xtask bench-latency       interrupt latency, userspace GIC vs in-kernel vGIC
-//! cargo xtask build               build the firmware image, VMM and L1 init
+//! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
+//! cargo xtask build               build the firmware image, VMM and the inits
 //! ```
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xtask::{build, jobs, progress, project, run_checked, toolchain, Result, Tally};
+use xtask::{build, jobs, l1, linux, progress, project, run_checked, toolchain, Result, Tally};
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -21,16 +23,37 @@ Commands:
                       booted under QEMU (installed and downloaded once, cached in target/l1).
                       Arguments after `--` go to the VMM (try `-- --help`).
                       The exit status is the guest's.
+  run --linux [-- VMM ARGS]
+                      Boot an arm64 Linux as the VMM's guest instead of the firmware: the
+                      Debian kernel cached in target/l1 (the nested environment's own) with
+                      a generated initramfs whose /init prints when it started, the
+                      kernel's uptime then and /proc/interrupts, and powers off. Ends with
+                      `linux: VMM start to init X s, kernel uptime at init Y s, exit N`.
+                      Defaults: --kernel <cached vmlinuz> --initrd target/linux/initramfs.cpio
+                      --cmdline \"console=ttyAMA0 panic=-1 quiet rdinit=/init\" --ram-mib 256
+                      --timeout 600. VMM ARGS come after them and the VMM takes the last of a
+                      repeated option, so your own --kernel, --initrd, --cmdline, --ram-mib
+                      or --timeout replace the defaults (--cpus N, --irqchip kernel,
+                      --exit-stats, --dtb PATH pass through too). Files are paths on this
+                      machine; a nested run copies them into L1.
+                      The exit status is the VMM's (0: the guest powered off).
   test                Formatting, clippy for every target, unit tests, end-to-end tests.
   bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--cpus N] [--json PATH] [--plot PATH.svg]
                       Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2,
                       side by side (default: both, 10000 samples per measurement, 2 vCPUs:
                       vtimer, sgi, mmio and the ipi from vCPU 0 to vCPU 1).
-  build               Build the firmware image, the VMM and the L1 init; print their paths.
+  bench-boot [--runs N] [--cpus N] [--json PATH]
+                      Linux boot time on the VMM with the userspace GIC and with KVM's
+                      in-kernel vGICv2: N boots of each (default 3, 1 vCPU), alternating, in
+                      one batch. Per irqchip: VMM start to init and the kernel's uptime at
+                      init (median, min, max), and the median exits to the VMM per boot by
+                      kind. Fails if a boot does not power off cleanly or never reaches init.
+  build               Build the firmware image, the VMM and the inits; print their paths.
   help                This text.
 
 Environment:
   UIRQ_L1_KERNEL          use this aarch64 kernel image for the nested run instead of the cached one
+                          (also the default Linux guest of `run --linux` and `bench-boot`)
   UIRQ_L1_KERNEL_PACKAGE  Debian package to take the kernel from (default: the pinned one)
   UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900, or the
                           VMM's --timeout plus 300 s for the boot when that is longer)
@@ -52,6 +75,9 @@ fn main() -> ExitCode {
         "bench-latency" => xtask::bench::parse_args(rest)
             .and_then(|o| xtask::bench::run(&o))
             .map(|_| ExitCode::SUCCESS),
+        "bench-boot" => xtask::boot_bench::parse_args(rest)
+            .and_then(|o| xtask::boot_bench::run(&o))
+            .map(|_| ExitCode::SUCCESS),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
@@ -68,13 +94,13 @@ fn main() -> ExitCode {
 }
 
 /// Splits `[--] args...`: everything after `--` is for the VMM; anything
-/// before it is an error (the verbs take no options of their own).
+/// before it is an error (`run` has taken its `--linux` off already).
 fn vmm_args(rest: &[String]) -> Result<Vec<String>> {
     match rest.split_first() {
         None => Ok(Vec::new()),
         Some((first, tail)) if first == "--" => Ok(tail.to_vec()),
         Some((first, _)) => Err(format!(
-            "unexpected argument `{first}`; VMM arguments go after `--`, as in `cargo xtask run -- --ticks 20`"
+            "unexpected argument `{first}`; `run` takes only `--linux`, and VMM arguments go after `--`, as in `cargo xtask run -- --ticks 20`"
         )),
     }
 }
@@ -90,6 +116,7 @@ fn build_only(rest: &[String]) -> Result<ExitCode> {
     println!("firmware image: {}", a.guest_image.display());
     println!("VMM:            {}", a.vmm.display());
     println!("L1 init:        {}", a.l1_init.display());
+    println!("Linux init:     {}", a.linux_init.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -121,15 +148,28 @@ fn run_wall_timeout(env: Option<&str>, vmm_args: &[String]) -> Result<u64> {
 }
 
 fn run(rest: &[String]) -> Result<ExitCode> {
+    let (linux, rest) = match rest.split_first() {
+        Some((first, tail)) if first == "--linux" => (true, tail),
+        _ => (false, rest),
+    };
     let args = vmm_args(rest)?;
     let artifacts = build::all()?;
-    let wall = run_wall_timeout(
-        std::env::var("UIRQ_RUN_WALL_TIMEOUT").ok().as_deref(),
-        &args,
-    )?;
+    let job = if linux {
+        let kernel = l1::ensure_kernel()?;
+        let initrd = linux::write_initramfs(&artifacts)?;
+        progress(format!(
+            "Linux guest, by default {} with {}; a nested boot takes 30-120 s",
+            kernel.display(),
+            initrd.display()
+        ));
+        linux::boot_job(&kernel, &initrd, &[linux::started_mark()], &args)
+    } else {
+        args
+    };
+    let wall = run_wall_timeout(std::env::var("UIRQ_RUN_WALL_TIMEOUT").ok().as_deref(), &job)?;
     let (env, results) = jobs::run(
         &artifacts,
-        &[args],
+        &[job],
         "run",
         Some(&|line: &str| println!("{line}")),
         Duration::from_secs(wall),
@@ -142,7 +182,26 @@ fn run(rest: &[String]) -> Result<ExitCode> {
     let code = result
         .exit_code
         .ok_or("the VMM did not finish (no exit status came back)")?;
+    if linux {
+        println!("{}", linux_summary(result.mark, &result.console, code));
+    }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The closing line of `run --linux`.
+fn linux_summary(mark: Option<Duration>, console: &str, code: i32) -> String {
+    let uptime =
+        linux::uptime_at_init(console).map_or("unknown".to_string(), |s| format!("{s:.2} s"));
+    match mark {
+        Some(m) => format!(
+            "linux: VMM start to init {:.2} s, kernel uptime at init {uptime}, exit {code}",
+            m.as_secs_f64()
+        ),
+        None => format!(
+            "linux: the init never started (no `{}` line), exit {code}",
+            linux::STARTED
+        ),
+    }
 }
 
 fn test(rest: &[String]) -> Result<ExitCode> {
@@ -240,7 +299,8 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     let mut e2e = cargo(&["test", "--package", "uirq-tests"]);
     e2e.env("UIRQ_GUEST_IMAGE", &artifacts.guest_image)
         .env("UIRQ_VMM", &artifacts.vmm)
-        .env("UIRQ_L1_INIT", &artifacts.l1_init);
+        .env("UIRQ_L1_INIT", &artifacts.l1_init)
+        .env("UIRQ_LINUX_INIT", &artifacts.linux_init);
     // The scenario tests leave tables of their results (VMM against QEMU's
     // GICv2, one CPU and several); stale ones from an earlier run must not
     // be shown.
@@ -323,5 +383,18 @@ mod tests {
         );
         assert!(run_wall_timeout(Some("soon"), &args(&[])).is_err());
         assert!(run_wall_timeout(Some("0"), &args(&[])).is_err());
+    }
+
+    #[test]
+    fn the_linux_summary_gives_both_times_or_says_init_never_started() {
+        let console = "uirq-linux-init: started, kernel uptime 38.5 s\n";
+        assert_eq!(
+            linux_summary(Some(Duration::from_millis(41_234)), console, 0),
+            "linux: VMM start to init 41.23 s, kernel uptime at init 38.50 s, exit 0"
+        );
+        assert_eq!(
+            linux_summary(None, "Kernel panic", 126),
+            "linux: the init never started (no `uirq-linux-init: started` line), exit 126"
+        );
     }
 }

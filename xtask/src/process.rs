@@ -5,7 +5,7 @@
 //! they arrive, and the process killed if it outlives its deadline, so a
 //! wedged guest fails fast instead of hanging the caller.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,16 @@ pub enum Ended {
     Killed,
 }
 
+/// Text for a child's standard input.
+#[derive(Clone, Copy, Debug)]
+pub struct Feed<'a> {
+    /// What to write, once.
+    pub text: &'a [u8],
+    /// Write it when the first output line containing this arrives; at once
+    /// when `None`.
+    pub after: Option<&'a str>,
+}
+
 /// Runs `cmd` with standard input closed, handing every line it prints to
 /// `on_line` (without its line ending and any `\r`; invalid UTF-8 is
 /// replaced, never a reason to stop reading). Kills it once `timeout` has
@@ -37,11 +47,27 @@ pub enum Ended {
 pub fn run_bounded(
     cmd: &mut Command,
     timeout: Duration,
+    on_line: impl FnMut(Pipe, String),
+) -> Result<Ended> {
+    run_bounded_fed(cmd, timeout, None, on_line)
+}
+
+/// [`run_bounded`], with `feed` written to the child's standard input when
+/// given (a pipe then, which stays open until the child's output ends, so
+/// the child never sees its input end early).
+pub fn run_bounded_fed(
+    cmd: &mut Command,
+    timeout: Duration,
+    feed: Option<Feed<'_>>,
     mut on_line: impl FnMut(Pipe, String),
 ) -> Result<Ended> {
     let shown = format!("{:?}", cmd.get_program());
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,6 +103,13 @@ pub fn run_bounded(
         .collect();
     drop(tx);
 
+    let mut stdin = child.stdin.take();
+    let mut pending = feed;
+    if let Some(Feed { text, after: None }) = pending {
+        write_input(&mut stdin, text);
+        pending = None;
+    }
+
     let deadline = Instant::now() + timeout;
     let killed = loop {
         let now = Instant::now();
@@ -85,11 +118,25 @@ pub fn run_bounded(
             break true;
         }
         match rx.recv_timeout(deadline - now) {
-            Ok((pipe, line)) => on_line(pipe, line),
+            Ok((pipe, line)) => {
+                if let Some(Feed {
+                    text,
+                    after: Some(after),
+                }) = pending
+                {
+                    if line.contains(after) {
+                        write_input(&mut stdin, text);
+                        pending = None;
+                    }
+                }
+                on_line(pipe, line)
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break false,
         }
     };
+    // The output has ended (or the child was killed): its input can close.
+    drop(stdin);
     let status = child
         .wait()
         .map_err(|e| format!("waiting for {shown}: {e}"))?;
@@ -109,6 +156,15 @@ pub fn run_bounded(
     } else {
         Ended::Exited(status)
     })
+}
+
+/// Writes `text` to the child's input, if it has a pipe there.
+fn write_input(stdin: &mut Option<std::process::ChildStdin>, text: &[u8]) {
+    if let Some(pipe) = stdin.as_mut() {
+        // A child that has gone makes this fail (EPIPE): its exit status
+        // tells the story.
+        let _ = pipe.write_all(text).and_then(|()| pipe.flush());
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +194,53 @@ mod tests {
             .collect();
         assert_eq!(out, ["a", "b", "\u{FFFD}x"]);
         assert!(seen.contains(&(Pipe::Stderr, "e".to_string())));
+    }
+
+    #[test]
+    fn input_is_fed_once_the_awaited_line_came_and_stays_open_until_the_end() {
+        let mut seen = Vec::new();
+        // The text must come after "ready", and the pipe must still be
+        // open afterwards: `cat` then blocks until `timeout` ends it (124),
+        // where at end of input it would exit with 0.
+        let script = "echo ready; read line; echo \"got $line\"; \
+                      timeout 1 cat; echo \"cat $?\"";
+        let ended = run_bounded_fed(
+            &mut sh(script),
+            Duration::from_secs(30),
+            Some(Feed {
+                text: b"hello there\n",
+                after: Some("ready"),
+            }),
+            |_, line| seen.push(line),
+        )
+        .unwrap();
+        assert!(matches!(ended, Ended::Exited(s) if s.success()));
+        assert_eq!(seen, ["ready", "got hello there", "cat 124"]);
+
+        let mut seen = Vec::new();
+        run_bounded_fed(
+            &mut sh("read line; echo \"got $line\""),
+            Duration::from_secs(30),
+            Some(Feed {
+                text: b"at once\n",
+                after: None,
+            }),
+            |_, line| seen.push(line),
+        )
+        .unwrap();
+        assert_eq!(seen, ["got at once"]);
+    }
+
+    #[test]
+    fn without_a_feed_the_input_is_empty() {
+        let mut seen = Vec::new();
+        run_bounded(
+            &mut sh("if read line; then echo got; else echo eof; fi"),
+            Duration::from_secs(30),
+            |_, line| seen.push(line),
+        )
+        .unwrap();
+        assert_eq!(seen, ["eof"]);
     }
 
     #[test]

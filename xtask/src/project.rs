@@ -48,6 +48,8 @@ pub struct Artifacts {
     pub vmm: PathBuf,
     /// The static aarch64 L1 init.
     pub l1_init: PathBuf,
+    /// The static aarch64 init of the Linux guests' initramfs.
+    pub linux_init: PathBuf,
 }
 
 /// True when this machine can run the VMM directly: aarch64 Linux with

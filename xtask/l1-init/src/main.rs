@@ -8,24 +8,69 @@
 //! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
 //! 2. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
 //!    with the console as its stdout and stderr, framing each run with marker
-//!    lines that xtask parses ([`MARK`]); a job whose first field is
-//!    `@sigint-after-ms=N` gets SIGINT N ms after it started, as Ctrl-C
-//!    would send it ([`SIGINT_AFTER`]);
+//!    lines that xtask parses ([`MARK`]). A job's line may start with
+//!    fields, in any order, before the VMM's arguments:
+//!    - `@sigint-after-ms=N`: SIGINT N ms after the VMM started, as Ctrl-C
+//!      would send it ([`SIGINT_AFTER`]);
+//!    - `@mark=TEXT`: the VMM's output goes through pipes and is forwarded
+//!      line by line; the first line that contains TEXT is followed by
+//!      `@@uirq job <n> mark <ms>`, the milliseconds since the VMM was
+//!      spawned ([`MARK_FIELD`]);
+//!    - `@stdin=TEXT`: the VMM's stdin is a pipe that gets TEXT and a
+//!      newline once the mark was seen (at once without a mark), and stays
+//!      open until the VMM exits ([`STDIN_FIELD`]). Without it the VMM's
+//!      stdin is /dev/null: it must never read L1's console;
 //! 3. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! It must never return or panic without powering off: PID 1 exiting makes
 //! the kernel panic instead of stopping.
 
 use std::ffi::CString;
-use std::io::Write;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 /// Prefix of the lines xtask parses; nothing else prints it.
 const MARK: &str = "@@uirq";
 
-/// A job's optional first field: send the VMM SIGINT this many
-/// milliseconds after it started (`xtask::jobs::SIGINT_AFTER`).
+/// A job field: send the VMM SIGINT this many milliseconds after it
+/// started (`xtask::jobs::SIGINT_AFTER`).
 const SIGINT_AFTER: &str = "@sigint-after-ms=";
+/// A job field: report when the VMM first prints a line containing this
+/// text (`xtask::jobs::MARK_FIELD`).
+const MARK_FIELD: &str = "@mark=";
+/// A job field: write this text and a newline to the VMM's stdin
+/// (`xtask::jobs::STDIN_FIELD`).
+const STDIN_FIELD: &str = "@stdin=";
+
+/// The fields of a job, which precede its VMM arguments.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Fields<'a> {
+    sigint_after: Option<Duration>,
+    mark: Option<&'a str>,
+    stdin: Option<&'a str>,
+}
+
+/// Splits the leading fields of a job off its VMM arguments.
+fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
+    let mut fields = Fields::default();
+    let mut rest = args;
+    while let Some((first, tail)) = rest.split_first() {
+        if let Some(ms) = first.strip_prefix(SIGINT_AFTER) {
+            fields.sigint_after = Some(Duration::from_millis(ms.parse().unwrap_or(0)));
+        } else if let Some(text) = first.strip_prefix(MARK_FIELD) {
+            fields.mark = Some(text);
+        } else if let Some(text) = first.strip_prefix(STDIN_FIELD) {
+            fields.stdin = Some(text);
+        } else {
+            break;
+        }
+        rest = tail;
+    }
+    (fields, rest)
+}
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
@@ -43,18 +88,11 @@ fn main() {
 
     let jobs = std::fs::read_to_string("/jobs").unwrap_or_default();
     for (index, line) in jobs.lines().enumerate() {
-        let mut args: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
-        let sigint_after = match args.first().and_then(|a| a.strip_prefix(SIGINT_AFTER)) {
-            Some(ms) => {
-                let ms = ms.parse().unwrap_or(0);
-                args.remove(0);
-                Some(std::time::Duration::from_millis(ms))
-            }
-            None => None,
-        };
+        let words: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
+        let (fields, args) = split_fields(&words);
         println!("{MARK} job {index} start");
         let _ = std::io::stdout().flush();
-        let code = match run_vmm(&args, sigint_after) {
+        let code = match run_vmm(index, args, &fields) {
             Ok(status) => status.code().unwrap_or_else(|| {
                 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
             }),
@@ -69,20 +107,131 @@ fn main() {
     power_off();
 }
 
-/// Runs the VMM with `args`; with `sigint_after`, interrupts it as Ctrl-C
-/// would once that much time has passed.
-fn run_vmm(
-    args: &[&str],
-    sigint_after: Option<std::time::Duration>,
-) -> std::io::Result<std::process::ExitStatus> {
-    let mut child = Command::new("/uirq-vmm").args(args).spawn()?;
+/// Runs job `index`: the VMM with `args`, as its `fields` ask.
+fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<ExitStatus> {
+    let mut cmd = Command::new("/uirq-vmm");
+    cmd.args(args).stdin(match fields.stdin {
+        Some(_) => Stdio::piped(),
+        None => Stdio::null(),
+    });
+    if fields.mark.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let spawned = Instant::now();
+    let mut child = cmd.spawn()?;
+
+    // Each output pipe has a thread forwarding it; the first to see the
+    // mark reports it and tells the stdin writer (`seen`). The writer knows
+    // the VMM's output has ended (so it has exited) when every sender is
+    // gone.
+    let (seen_tx, seen_rx) = mpsc::channel::<()>();
+    let mut threads = Vec::new();
+    if let Some(mark) = fields.mark {
+        let marked = Arc::new(AtomicBool::new(false));
+        let pipes: [(Option<Box<dyn Read + Send>>, bool); 2] = [
+            (child.stdout.take().map(|p| Box::new(p) as _), false),
+            (child.stderr.take().map(|p| Box::new(p) as _), true),
+        ];
+        for (pipe, is_stderr) in pipes {
+            let Some(pipe) = pipe else { continue };
+            let watch = Watch {
+                index,
+                mark: mark.to_string(),
+                marked: Arc::clone(&marked),
+                spawned,
+                seen: seen_tx.clone(),
+            };
+            threads.push(std::thread::spawn(move || forward(pipe, is_stderr, watch)));
+        }
+    }
+    drop(seen_tx);
+
+    // Held until the VMM has exited, so it never sees its stdin end early.
+    let mut held_stdin = None;
+    if let (Some(text), Some(mut stdin)) = (fields.stdin, child.stdin.take()) {
+        let line = format!("{text}\n");
+        if fields.mark.is_some() {
+            threads.push(std::thread::spawn(move || {
+                if seen_rx.recv().is_ok() {
+                    let _ = stdin.write_all(line.as_bytes());
+                    let _ = stdin.flush();
+                }
+                while seen_rx.recv().is_ok() {}
+                drop(stdin);
+            }));
+        } else {
+            let _ = stdin.write_all(line.as_bytes());
+            let _ = stdin.flush();
+            held_stdin = Some(stdin);
+        }
+    }
+
+    let status = wait_or_interrupt(&mut child, fields.sigint_after);
+    drop(held_stdin);
+    for t in threads {
+        let _ = t.join();
+    }
+    status
+}
+
+/// What a forwarding thread looks for and whom it tells.
+struct Watch {
+    index: usize,
+    mark: String,
+    /// Set by the first thread to see the mark, so it is reported once.
+    marked: Arc<AtomicBool>,
+    spawned: Instant,
+    seen: mpsc::Sender<()>,
+}
+
+/// Copies `pipe` line by line to this process's stdout or stderr, as each
+/// line arrives and unchanged, reporting the mark after the line holding it.
+fn forward(pipe: Box<dyn Read + Send>, is_stderr: bool, watch: Watch) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // One write per line, so lines from the two pipes never interleave
+        // within a line.
+        if is_stderr {
+            let _ = std::io::stderr().lock().write_all(&buf);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&buf);
+            let _ = out.flush();
+        }
+        if String::from_utf8_lossy(&buf).contains(watch.mark.as_str())
+            && !watch.marked.swap(true, Ordering::SeqCst)
+        {
+            let ms = watch.spawned.elapsed().as_secs_f64() * 1e3;
+            let newline = if buf.ends_with(b"\n") { "" } else { "\n" };
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(
+                format!("{newline}{MARK} job {} mark {ms:.3}\n", watch.index).as_bytes(),
+            );
+            let _ = out.flush();
+            let _ = watch.seen.send(());
+        }
+    }
+}
+
+/// Waits for the VMM; with `sigint_after`, interrupts it as Ctrl-C would
+/// once that much time has passed.
+fn wait_or_interrupt(
+    child: &mut Child,
+    sigint_after: Option<Duration>,
+) -> std::io::Result<ExitStatus> {
     if let Some(after) = sigint_after {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         while start.elapsed() < after {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(10));
         }
         let pid = child.id() as libc::pid_t;
         // SAFETY: kill has no memory-safety preconditions; `pid` is our
@@ -143,4 +292,36 @@ fn power_off() -> ! {
     }
     // Only reached if reboot failed (not PID 1): nothing else to do.
     std::process::exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_come_first_in_any_order_and_the_rest_goes_to_the_vmm() {
+        let job = [
+            "@stdin=hello there",
+            "@sigint-after-ms=1500",
+            "@mark=uirq-linux-init: started",
+            "--cpus",
+            "2",
+        ];
+        let (fields, args) = split_fields(&job);
+        assert_eq!(
+            fields,
+            Fields {
+                sigint_after: Some(Duration::from_millis(1500)),
+                mark: Some("uirq-linux-init: started"),
+                stdin: Some("hello there"),
+            }
+        );
+        assert_eq!(args, ["--cpus", "2"]);
+        // A field after the first VMM argument is the VMM's business.
+        let job = ["--cpus", "2", "@mark=x"];
+        let (fields, args) = split_fields(&job);
+        assert_eq!(fields, Fields::default());
+        assert_eq!(args, job);
+        assert_eq!(split_fields(&[]), (Fields::default(), &[][..]));
+    }
 }
