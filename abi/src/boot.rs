@@ -71,6 +71,18 @@ pub enum Program {
     /// the CPUs) and checks it against [`crate::layout`]. Fails when
     /// started without a device tree.
     DtInfo = 7,
+    /// Random accesses across the machine (GIC frames, UART, unmapped
+    /// holes), SGIs and short timer deadlines with IRQs unmasked, on every
+    /// core; ends by itself with a summary line. `x1`: seed (default
+    /// [`DEFAULT_CHAOS_SEED`]); `x2`: operations over all cores (default
+    /// [`DEFAULT_CHAOS_OPS`]).
+    Chaos = 8,
+    /// Prints the text that follows [`ECHO_BOOTARG`] on the kernel command
+    /// line, as it stands, and powers off with success: a guest whose
+    /// output is whatever it is told, to show that nothing a guest prints
+    /// can pass for the harness's own lines (`crate::report`). Needs the
+    /// Linux boot protocol (`--kernel`), like [`Program::DtInfo`].
+    Echo = 9,
     /// Scenario: one-shot virtual timer (TVAL), exactly one interrupt.
     OneShot = 16,
     /// Scenario: the EL1 physical timer through PPI 30.
@@ -96,6 +108,13 @@ pub enum Program {
     /// Scenario: register read-back rules (read-only, RAZ/WI, masks, byte
     /// access).
     RegisterRules = 26,
+    /// Scenario: loads and stores to an address no device claims
+    /// ([`crate::layout::HOLE`]) take a synchronous external abort with the
+    /// address in `FAR_EL1`, and the program resumes after each. `x1`: 0
+    /// expects that abort (hardware, QEMU `virt`, the VMM's default); 1
+    /// expects read-as-zero / write-ignored instead (the VMM's
+    /// `--unmapped raz`, which passes it).
+    Unmapped = 27,
     /// SMP scenario: SGI target lists and the three `GICD_SGIR` filters,
     /// observed on the right CPUs only, with the source CPU in `GICC_IAR`.
     SgiSmp = 32,
@@ -120,6 +139,11 @@ pub const DEFAULT_IPIS: u64 = 20_000;
 /// is zero: generous, because nested emulation stalls vCPUs for
 /// milliseconds at times.
 pub const DEFAULT_IPI_TIMEOUT_US: u64 = 200_000;
+
+/// The `chaos` program's seed when `x1` is zero.
+pub const DEFAULT_CHAOS_SEED: u64 = 1;
+/// Operations the `chaos` program makes, over all cores, when `x2` is zero.
+pub const DEFAULT_CHAOS_OPS: u64 = 20_000;
 
 /// The boot block: the other way to choose a program, for loaders that
 /// cannot set registers.
@@ -193,8 +217,14 @@ pub use block::MAGIC as BOOT_BLOCK_MAGIC;
 /// does not know the module ignores rather than handing it to init.
 pub const PROGRAM_BOOTARG: &str = "uirq.program=";
 
+/// The kernel command line word that starts the `echo` program's text:
+/// everything after it, to the end of the command line (so it is best
+/// last), is printed, with each `\n` (a backslash and an `n`) a line
+/// break: `uirq.program=echo uirq.echo=first line\nsecond line`.
+pub const ECHO_BOOTARG: &str = "uirq.echo=";
+
 /// (program, command-line name, summary), in number order.
-const TABLE: [(Program, &str, &str); 22] = [
+const TABLE: [(Program, &str, &str); 25] = [
     (
         Program::Timer,
         "timer",
@@ -229,6 +259,16 @@ const TABLE: [(Program, &str, &str); 22] = [
         Program::DtInfo,
         "dt-info",
         "prints the GIC's and UART's addresses from the device tree the boot protocol passed in x0 (needs --kernel)",
+    ),
+    (
+        Program::Chaos,
+        "chaos",
+        "random GIC, UART, timer and unmapped accesses with interrupts on, every core; ends by itself (--seed, --ops)",
+    ),
+    (
+        Program::Echo,
+        "echo",
+        "prints the text after uirq.echo= in the bootargs as it stands, \\n a line break (needs --kernel)",
     ),
     (
         Program::OneShot,
@@ -280,6 +320,11 @@ const TABLE: [(Program, &str, &str); 22] = [
         Program::RegisterRules,
         "regs",
         "scenario: register read-back rules",
+    ),
+    (
+        Program::Unmapped,
+        "unmapped",
+        "scenario: an access to an address no device claims takes a synchronous external abort",
     ),
     (
         Program::SgiSmp,
@@ -431,7 +476,7 @@ mod tests {
                 1
             );
         }
-        assert_eq!(Program::scenarios().count(), 11);
+        assert_eq!(Program::scenarios().count(), 12);
         assert!(Program::scenarios().all(|p| p.summary().starts_with("scenario: ")));
         assert!(Program::scenarios().all(|p| p.min_cpus() == 1 && p.is_scenario()));
         assert!(Program::smp_scenarios().eq([
@@ -454,6 +499,25 @@ mod tests {
         assert_eq!(Program::SgiSmp.min_cpus(), 3);
         assert!(Program::ALL.iter().all(|p| p.min_cpus() <= MAX_CPUS));
         assert!(!Program::IpiStress.is_scenario());
+    }
+
+    #[test]
+    fn chaos_is_a_program_and_unmapped_a_one_cpu_scenario() {
+        assert_eq!(Program::from_name("chaos"), Some(Program::Chaos));
+        assert_eq!(Program::Chaos.min_cpus(), 1);
+        assert!(!Program::Chaos.is_scenario());
+        assert_eq!(Program::from_name("unmapped"), Some(Program::Unmapped));
+        assert!(Program::scenarios().any(|p| p == Program::Unmapped));
+        assert_eq!(Program::Unmapped.min_cpus(), 1);
+    }
+
+    #[test]
+    fn echo_is_a_one_cpu_program_named_on_the_command_line() {
+        assert_eq!(Program::from_name("echo"), Some(Program::Echo));
+        assert_eq!(Program::from_number(9), Some(Program::Echo));
+        assert_eq!(Program::Echo.min_cpus(), 1);
+        assert!(!Program::Echo.is_scenario());
+        assert!(ECHO_BOOTARG.ends_with('=') && !ECHO_BOOTARG.contains(' '));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   0x0800_0000 ├──────────────────────┤ GICD  GICv2 distributor, 4 KiB
 //!   0x0801_0000 ├──────────────────────┤ GICC  GICv2 CPU interface, 8 KiB
 //!               │ (unmapped)           │
+//!   0x0810_0000 │ HOLE: unmapped here  │ and on QEMU virt with a GICv2
+//!               │ (unmapped)           │
 //!   0x0900_0000 ├──────────────────────┤ UART  PL011, 4 KiB
 //!               │ (unmapped)           │
 //!   0x4000_0000 ├──────────────────────┤ RAM   firmware image loads here
@@ -52,6 +54,18 @@ pub const RAM_SIZE_MAX: u64 = 4 << 30;
 /// Where the firmware image is loaded and entered.
 pub const IMAGE_LOAD_ADDR: u64 = RAM_BASE;
 
+/// An address in the device gigabyte where no device answers, on this
+/// VMM's map *and* on QEMU's `virt` with `gic-version=2`: there the range
+/// `0x080A_0000..0x0900_0000` belongs to a GICv3's redistributors, which a
+/// GICv2 board leaves empty (hw/arm/virt.c, `base_memmap`; the GICv2M frame
+/// is at `0x0802_0000`, the UART at `0x0900_0000`). Hardware answers an
+/// access to nothing with a synchronous external abort, and so do QEMU and,
+/// by default, the VMM (`--unmapped abort`); the `unmapped` scenario checks
+/// it here. 64 KiB of it are guaranteed empty.
+pub const HOLE: u64 = 0x0810_0000;
+/// How much of the hole at [`HOLE`] is guaranteed empty.
+pub const HOLE_SIZE: u64 = 0x1_0000;
+
 /// True when `[base, base + size)` and `[other, other + other_size)` share an
 /// address.
 pub const fn overlaps(base: u64, size: u64, other: u64, other_size: u64) -> bool {
@@ -64,6 +78,17 @@ const _: () = {
     assert!(!overlaps(GICC_BASE, GICC_SIZE, UART_BASE, UART_SIZE));
     assert!(!overlaps(UART_BASE, UART_SIZE, RAM_BASE, RAM_SIZE_DEFAULT));
     assert!(RAM_SIZE_DEFAULT <= RAM_SIZE_MAX);
+    assert!(!overlaps(HOLE, HOLE_SIZE, GICD_BASE, GICD_SIZE));
+    assert!(!overlaps(HOLE, HOLE_SIZE, GICC_BASE, GICC_SIZE));
+    assert!(!overlaps(HOLE, HOLE_SIZE, UART_BASE, UART_SIZE));
+    assert!(!overlaps(
+        HOLE,
+        HOLE_SIZE,
+        crate::bench::MARKER_BASE,
+        crate::bench::MARKER_SIZE
+    ));
+    // Inside QEMU virt's GICv3 redistributor range, empty with a GICv2.
+    assert!(HOLE >= 0x080A_0000 && HOLE + HOLE_SIZE <= 0x0900_0000);
     assert!(GICD_BASE % 0x1000 == 0 && GICC_BASE % 0x1000 == 0 && UART_BASE % 0x1000 == 0);
 };
 

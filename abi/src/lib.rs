@@ -11,6 +11,8 @@
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.
 //! - [`bench`]: the latency benchmark's result buffer and phase markers.
+//! - [`report`]: how the harness's lines (the L1 init's, the VMM's reports)
+//!   are told from the guest's on a shared console.
 #![no_std]
 
 pub mod bench;
@@ -19,3 +21,4 @@ pub mod exit;
 pub mod gicv2;
 pub mod layout;
 pub mod psci;
+pub mod report;

@@ -36,7 +36,7 @@ use core::fmt;
 use fdt::node::FdtNode;
 pub use fdt::Fdt;
 use uirq_abi::{
-    boot::{Program, PROGRAM_BOOTARG},
+    boot::{Program, ECHO_BOOTARG, PROGRAM_BOOTARG},
     layout::{GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, UART_BASE, UART_SIZE, UART_SPI},
 };
 
@@ -616,16 +616,34 @@ pub fn param_value(word: &str) -> (&str, Option<&str>) {
 /// The `NAME` of the program a command line asks for with
 /// `uirq.program=NAME`. As with Linux's own parameters, the last one
 /// counts, and nothing after a `--` word (which Linux hands to init) is
-/// looked at.
+/// looked at, nor the `echo` program's text ([`echo_text`]).
 pub fn program_name(cmdline: &str) -> Option<&str> {
     let key = PROGRAM_BOOTARG.strip_suffix('=').unwrap_or(PROGRAM_BOOTARG);
     words(cmdline)
-        .take_while(|&w| w != "--")
+        .take_while(|&w| w != "--" && !w.starts_with(ECHO_BOOTARG))
         .filter_map(|w| match param_value(w) {
             (param, Some(value)) if param == key => Some(value),
             _ => None,
         })
         .last()
+}
+
+/// The `echo` program's text: everything after the first word that starts
+/// with `uirq.echo=`, to the end of the command line, as it stands (spaces,
+/// quotes and all). `None` without such a word.
+pub fn echo_text(cmdline: &str) -> Option<&str> {
+    let word = words(cmdline)
+        .take_while(|&w| w != "--")
+        .find(|w| w.starts_with(ECHO_BOOTARG))?;
+    // `word` is a slice of `cmdline`: its offset in it.
+    let at = word.as_ptr() as usize - cmdline.as_ptr() as usize;
+    cmdline.get(at + ECHO_BOOTARG.len()..)
+}
+
+/// The lines of an `echo` text: split at each `\n` (a backslash and an
+/// `n`, which a command line can hold where a line break cannot).
+pub fn echo_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split("\\n")
 }
 
 /// The program a command line asks for: `None` when it names none, the
@@ -1098,5 +1116,25 @@ mod tests {
         assert_eq!(program("uirq.program=nope"), Some(Err("nope")));
         assert_eq!(program("uirq.program="), Some(Err("")));
         assert_eq!(program("root=/dev/vda"), None);
+    }
+
+    #[test]
+    fn the_echo_text_is_the_rest_of_the_command_line_as_it_stands() {
+        let cmdline = "console=ttyAMA0 uirq.program=echo uirq.echo=@@uirq job 0 exit 0\\n@@bench {\"irqchip\":\"user\"}\\n  uirq.program=spin";
+        let text = echo_text(cmdline).unwrap();
+        assert!(echo_lines(text).eq([
+            "@@uirq job 0 exit 0",
+            "@@bench {\"irqchip\":\"user\"}",
+            "  uirq.program=spin"
+        ]));
+        // The text is the echo's, not a program choice.
+        assert_eq!(
+            program("uirq.program=echo uirq.echo=x uirq.program=spin"),
+            Some(Ok(Program::Echo))
+        );
+        assert_eq!(echo_text("uirq.echo="), Some(""));
+        assert!(echo_lines("").eq([""]));
+        assert_eq!(echo_text("quiet xuirq.echo=no"), None);
+        assert_eq!(echo_text("quiet -- uirq.echo=init's"), None);
     }
 }

@@ -16,6 +16,25 @@ pub fn exception_class(esr: u64) -> u32 {
     ((esr >> 26) & 0x3F) as u32
 }
 
+/// EC 0x25: a data abort taken without a change in exception level.
+pub const EC_DATA_ABORT_SAME_EL: u32 = 0x25;
+
+/// A data abort's fault status code (DFSC, ISS[5:0]) for a synchronous
+/// external abort that is not on a translation table walk: what a bus
+/// answers for an access no device takes.
+pub const DFSC_SYNC_EXTERNAL: u64 = 0b010000;
+
+/// ISS bit 6 of a data abort, WnR: set when a store caused it, clear for a
+/// load (Arm ARM D17.2.37, "ISS encoding for an exception from a Data
+/// Abort").
+pub const WNR: u64 = 1 << 6;
+
+/// Whether `esr` describes a synchronous external abort on a data access
+/// taken at the current EL: EC 0x25 with DFSC 0b010000.
+pub fn is_sync_external_abort_same_el(esr: u64) -> bool {
+    exception_class(esr) == EC_DATA_ABORT_SAME_EL && esr & 0x3F == DFSC_SYNC_EXTERNAL
+}
+
 /// A short description of an exception class (the common ones).
 pub fn describe_class(ec: u32) -> &'static str {
     match ec {
@@ -68,6 +87,23 @@ mod tests {
         assert_eq!(exception_class(esr), 0x25);
         assert_eq!(describe_class(0x25), "data abort, same EL");
         assert_eq!(describe_abort(esr), Some("alignment fault"));
+    }
+
+    #[test]
+    fn synchronous_external_aborts_are_told_from_other_aborts() {
+        // A load from nothing at EL1 (QEMU virt, KVM's injected abort):
+        // EC 0x25, IL, DFSC 0b010000; a store adds WnR.
+        assert!(is_sync_external_abort_same_el(0x9600_0010));
+        assert!(is_sync_external_abort_same_el(0x9600_0010 | WNR));
+        assert_eq!(
+            describe_abort(0x9600_0050),
+            Some("synchronous external abort")
+        );
+        // An alignment fault, a translation fault, and the same external
+        // abort taken from EL0 (EC 0x24) are not.
+        assert!(!is_sync_external_abort_same_el(0x9600_0021));
+        assert!(!is_sync_external_abort_same_el(0x9600_0005));
+        assert!(!is_sync_external_abort_same_el(0x9200_0010));
     }
 
     #[test]

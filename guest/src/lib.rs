@@ -12,7 +12,9 @@
 //! - [`report`]: the timer program's verdict and its summary line.
 //! - [`drivers::marker`], [`bench`]: the latency benchmark's phase marker,
 //!   argument and sample checks, and result-buffer writer.
-//! - [`esr`]: decoding the syndrome of an unexpected exception.
+//! - [`esr`]: decoding the syndrome of an exception, expected or not.
+//! - [`chaos`]: the `chaos` program's random number generator and the
+//!   operations it draws.
 //! - [`mmu`]: the identity map and the MMU register values every core
 //!   loads before anything else.
 //! - [`psci_codes`]: PSCI function ids and return codes (starting other
@@ -37,6 +39,7 @@ pub mod drivers {
     pub mod timer;
 }
 pub mod bench;
+pub mod chaos;
 pub mod devicetree;
 pub mod esr;
 pub mod image_header;

@@ -107,8 +107,10 @@ extern "C" fn main(x0: u64, x1: u64, x2: u64, loaded_at: u64) -> ! {
         Some(Program::SmpTimer) => programs::smp_timer::run(x1, x2),
         Some(Program::IpiStress) => programs::ipi_stress::run(x1, x2),
         Some(Program::DtInfo) => programs::dt_info::run(tree),
+        Some(Program::Chaos) => programs::chaos::run(x1, x2),
+        Some(Program::Echo) => programs::echo::run(tree),
         // Every other program is a GIC scenario.
-        Some(scenario) => programs::scenarios::run(scenario),
+        Some(scenario) => programs::scenarios::run(scenario, x1),
         None => {
             println!("uirq-guest: unknown program number {x0} in x0 (x1 = {x1:#x}, x2 = {x2:#x})");
             psci::system_off(Status::BadBootArgs)

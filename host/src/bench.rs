@@ -34,11 +34,26 @@ pub enum ResultsError {
         /// Claimed counter frequency.
         cntfrq: u64,
     },
-    /// The IPI sample count is neither 0 nor the sample count.
-    #[error("the result buffer claims {ipi} IPI samples with {samples} samples per measurement")]
+    /// The IPI sample count is not what the CPU count implies: the sample
+    /// count with two CPUs or more, 0 with one.
+    #[error("the result buffer claims {ipi} IPI samples with {samples} samples per measurement and {cpus} CPUs")]
     BadIpiCount {
         /// Claimed IPI samples.
         ipi: u64,
+        /// Samples per measurement.
+        samples: u64,
+        /// Claimed CPUs.
+        cpus: u64,
+    },
+    /// The CPU count is not one a GICv2 can have (1 to 8).
+    #[error("the result buffer claims {0} CPUs (a GICv2 has 1 to 8)")]
+    BadCpus(u64),
+    /// More anomalies than timestamps that can be anomalous: at most one
+    /// per recorded sample of each of the four measurements.
+    #[error("the result buffer claims {anomalies} anomalies in {samples} samples per measurement")]
+    BadAnomalies {
+        /// Claimed anomalies.
+        anomalies: u64,
         /// Samples per measurement.
         samples: u64,
     },
@@ -88,11 +103,21 @@ pub fn decode(bytes: &[u8]) -> Result<GuestResults, ResultsError> {
     if samples == 0 || samples > MAX_SAMPLES || cntfrq == 0 {
         return Err(ResultsError::BadHeader { samples, cntfrq });
     }
-    if ipi_samples != 0 && ipi_samples != samples {
+    // The firmware's contract (guest/src/programs/bench.rs): GICD_TYPER's
+    // CPU count, IPI samples exactly when there is a second CPU, and at
+    // most one anomaly per sample of each measurement.
+    if !(1..=8).contains(&cpus) {
+        return Err(ResultsError::BadCpus(cpus));
+    }
+    if ipi_samples != if cpus >= 2 { samples } else { 0 } {
         return Err(ResultsError::BadIpiCount {
             ipi: ipi_samples,
             samples,
+            cpus,
         });
+    }
+    if anomalies > 4 * samples {
+        return Err(ResultsError::BadAnomalies { anomalies, samples });
     }
     let n = samples as usize;
     let vtimer = (0..n)
@@ -541,13 +566,73 @@ mod tests {
     fn the_ipi_measurement_exists_only_with_its_samples() {
         let mut b = buffer(3);
         b[48..56].copy_from_slice(&0u64.to_le_bytes());
+        b[56..64].copy_from_slice(&1u64.to_le_bytes());
         let r = decode(&b).unwrap();
         assert!(r.ipi.is_empty());
         assert_eq!(measurements(&r, Default::default()).len(), 3);
         b[48..56].copy_from_slice(&2u64.to_le_bytes());
         assert_eq!(
             decode(&b),
-            Err(ResultsError::BadIpiCount { ipi: 2, samples: 3 })
+            Err(ResultsError::BadIpiCount {
+                ipi: 2,
+                samples: 3,
+                cpus: 1
+            })
+        );
+    }
+
+    // Fuzzing finding (bench_decode): a header claiming 0 CPUs, or more
+    // than a GICv2 has, was accepted.
+    #[test]
+    fn impossible_cpu_counts_are_refused() {
+        for cpus in [0, 9, u64::MAX] {
+            let mut b = buffer(3);
+            b[56..64].copy_from_slice(&cpus.to_le_bytes());
+            assert_eq!(decode(&b), Err(ResultsError::BadCpus(cpus)));
+        }
+    }
+
+    // Fuzzing finding (bench_decode): IPI samples were accepted from a
+    // one-CPU run, and their absence from a run with two CPUs (where the
+    // firmware either measures them or fails the run).
+    #[test]
+    fn ipi_samples_must_match_the_cpu_count() {
+        let mut b = buffer(3);
+        b[56..64].copy_from_slice(&1u64.to_le_bytes());
+        assert_eq!(
+            decode(&b),
+            Err(ResultsError::BadIpiCount {
+                ipi: 3,
+                samples: 3,
+                cpus: 1
+            })
+        );
+        let mut b = buffer(3);
+        b[48..56].copy_from_slice(&0u64.to_le_bytes());
+        assert!(matches!(
+            decode(&b),
+            Err(ResultsError::BadIpiCount {
+                ipi: 0,
+                cpus: 2,
+                ..
+            })
+        ));
+    }
+
+    // Fuzzing finding (bench_decode): more anomalies than recorded
+    // timestamps could have were accepted; the boundary is still fine.
+    #[test]
+    fn more_anomalies_than_samples_are_refused() {
+        let mut b = buffer(3);
+        b[40..48].copy_from_slice(&12u64.to_le_bytes());
+        assert!(decode(&b).is_ok());
+        b[40..48].copy_from_slice(&13u64.to_le_bytes());
+        assert_eq!(
+            decode(&b),
+            Err(ResultsError::BadAnomalies {
+                anomalies: 13,
+                samples: 3
+            })
         );
     }
 

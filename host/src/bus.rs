@@ -5,8 +5,12 @@
 //! maps each address range to one device and hands the device the offset
 //! into its range, never the absolute address, so a device model does not
 //! know where it is mapped. Ranges may not overlap; an access no device
-//! claims is logged and answered as read-as-zero / write-ignored, because a
-//! misbehaving guest must never stop the VMM.
+//! claims is logged (a few times, then counted: `crate::ratelimit`) and
+//! answered as read-as-zero / write-ignored, because a misbehaving guest must
+//! never stop the VMM. That is the VMM's `--unmapped raz`; by default the
+//! exit handling asks [`Bus::claims`] first and answers an access to
+//! nothing with a synchronous external abort instead, as hardware does
+//! (`crate::exit::Unmapped`).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -135,6 +139,15 @@ impl Bus {
             .find(|e| e.range.contains(addr, len as u64))
     }
 
+    /// Whether a device covers the whole `len`-byte access at `addr`
+    /// (what [`Bus::read`] and [`Bus::write`] would answer as
+    /// [`Access::Claimed`]). The exit handling asks first when an access to
+    /// nothing is to be answered with an external abort rather than
+    /// read-as-zero / write-ignored (`crate::exit::Unmapped`).
+    pub fn claims(&self, addr: u64, len: usize) -> bool {
+        self.find(addr, len).is_some()
+    }
+
     /// Serves a guest load at `addr`. An unclaimed load reads as zero.
     pub fn read(&self, vcpu: usize, addr: u64, data: &mut [u8]) -> Access {
         match self.find(addr, data.len()) {
@@ -144,7 +157,8 @@ impl Bus {
             }
             None => {
                 data.fill(0);
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     vcpu,
                     addr = format_args!("{addr:#x}"),
                     size = data.len(),
@@ -163,7 +177,8 @@ impl Bus {
                 Access::Claimed(e.name)
             }
             None => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     vcpu,
                     addr = format_args!("{addr:#x}"),
                     size = data.len(),
@@ -248,6 +263,27 @@ mod tests {
             bus.insert("w", u64::MAX, 2, probe().1),
             Err(BusError::BadRange { .. })
         ));
+    }
+
+    // A guest that loops on an unmapped address gets a few lines in the
+    // log, then a count, not a line per access.
+    #[test]
+    fn a_guest_hammering_an_unmapped_address_logs_a_few_lines() {
+        let bus = Bus::new();
+        let lines = crate::ratelimit::tests::log_lines(|| {
+            let mut buf = [0u8; 4];
+            for _ in 0..1_000_000 {
+                assert_eq!(bus.read(0, 0x5000, &mut buf), Access::Unclaimed);
+                assert_eq!(bus.write(1, 0x5000, &buf), Access::Unclaimed);
+            }
+        });
+        let reads = lines.iter().filter(|l| l.contains("read from")).count();
+        let writes = lines.iter().filter(|l| l.contains("write to")).count();
+        // At most five in full each (fewer if other tests came first: the
+        // limiters are per process), and a summary a second for however
+        // long the loop took.
+        assert!(reads <= 30, "{lines:#?}");
+        assert!(writes <= 30, "{lines:#?}");
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! The VMM's standard input as the guest's serial input.
+//! The guest's serial console on the VMM's standard output and input.
 //!
-//! Two pieces, which `kvm::run` uses together for the length of a run:
+//! Three pieces, which `kvm::run` (and `main`) use together for the length
+//! of a run:
 //!
+//! - [`Output`] carries what the guest transmits to the VMM's standard
+//!   output through a bounded queue and a thread of its own, so that a
+//!   reader that stops reading can never stall a vCPU (below).
 //! - [`RawTerminal`] puts standard input, when it is a terminal, into a
 //!   raw-ish mode so that every key reaches the guest as typed, and puts the
 //!   terminal back as it was afterwards: on drop, and from a panic hook
@@ -13,6 +17,32 @@
 //!   nothing: the terminal's own buffer fills instead, as with a serial line
 //!   under hardware flow control. The UART lock is only held to hand bytes
 //!   over, never while waiting.
+//!
+//! # Output never blocks a vCPU
+//!
+//! The PL011 model transmits on the vCPU thread that wrote UARTDR. Writing
+//! to standard output there would put the guest at the mercy of whoever
+//! reads it: a full pipe blocks `write(2)`, the vCPU thread with it, and
+//! with it the `--timeout` that is meant to stop a stuck run (the thread is
+//! not in `KVM_RUN`, so no kick reaches it). So the UART writes into an
+//! [`Output`] queue instead, which takes bytes under a lock held for a
+//! memory copy only, and a writer thread moves them to standard output.
+//!
+//! - The queue holds at most [`OUTPUT_QUEUE_BYTES`]. What does not fit is
+//!   dropped and counted, and once the writer catches up it prints a line
+//!   saying how many bytes were lost there. A guest that prints faster than
+//!   its output is read loses output, not time.
+//! - The writer wakes at each newline (the UART flushes there), when the
+//!   input pump flushes a partial line, and when a few KiB are waiting.
+//! - At the end of the run, [`Output::finish`] waits for the queue to drain
+//!   while the writer makes progress, and gives up once it has made none for
+//!   [`OUTPUT_STALL`]: a reader that never reads delays the VMM's exit by
+//!   that much, not forever. The stuck writer thread is left behind (the
+//!   process exit ends it), and the caller learns that standard output is
+//!   not being read, so it prints nothing more there.
+//! - The writer owns a duplicate of the standard output descriptor, not
+//!   `std::io::stdout()`: a writer blocked inside `Stdout` would hold its
+//!   lock, and every `println!` of the process would wait for it.
 //!
 //! # Raw mode, and why it keeps ISIG
 //!
@@ -49,7 +79,8 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::{Mutex, MutexGuard, Once, PoisonError, TryLockError};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::bus;
@@ -71,6 +102,267 @@ const RETRY: Duration = Duration::from_millis(2);
 /// The most read from the input at once.
 const CHUNK: usize = 256;
 
+/// The most bytes of guest output waiting for the writer; beyond it, output
+/// is dropped and counted. Seconds of a guest printing flat out on a slow
+/// console, and far more than the project's programs print in a run.
+pub const OUTPUT_QUEUE_BYTES: usize = 1 << 20;
+/// How much waiting output wakes the writer even without a newline.
+const OUTPUT_WAKE_BYTES: usize = 4096;
+/// [`Output::finish`] gives up on a writer that has written nothing for
+/// this long.
+pub const OUTPUT_STALL: Duration = Duration::from_secs(3);
+
+/// What the writer thread and the queue's users share.
+struct OutputShared {
+    state: Mutex<OutputState>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// [`Output::finish`] waits here for progress.
+    progress: Condvar,
+}
+
+struct OutputState {
+    queue: Vec<u8>,
+    /// The most `queue` may hold.
+    capacity: usize,
+    /// Bytes dropped since the writer last reported a loss.
+    dropped: u64,
+    /// Bytes dropped in the whole run.
+    dropped_total: u64,
+    /// A flush was asked for (a newline, or a partial line to show).
+    flush: bool,
+    /// No more output will come; the writer ends once the queue is empty.
+    closing: bool,
+    /// The writer has ended.
+    done: bool,
+    /// Passes the writer has made (its progress).
+    written: u64,
+    /// What the writer wrote last did not end a line.
+    mid_line: bool,
+}
+
+impl OutputShared {
+    fn state(&self) -> MutexGuard<'_, OutputState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The guest's console output on its way to standard output (see the
+/// module documentation): a bounded queue and the thread that empties it.
+pub struct Output {
+    shared: Arc<OutputShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How [`Output::finish`] left things.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// Everything queued reached the sink; false when the writer stalled
+    /// (nobody reads standard output) and was left behind.
+    pub drained: bool,
+    /// What reached the sink last did not end a line (the guest's output
+    /// ended in the middle of one): whoever prints next starts a new line.
+    pub mid_line: bool,
+    /// Bytes of guest output dropped because the queue was full.
+    pub dropped: u64,
+}
+
+/// The UART's end of an [`Output`]: a `Write` that never waits for I/O
+/// and never fails (output that does not fit is dropped and counted).
+#[derive(Clone)]
+pub struct OutputWriter {
+    shared: Arc<OutputShared>,
+}
+
+impl Output {
+    /// Starts the writer thread for the VMM's standard output (a duplicate
+    /// of its descriptor, so `println!` elsewhere never waits for it).
+    pub fn stdout() -> io::Result<Self> {
+        use std::os::fd::AsFd;
+        let fd = io::stdout().as_fd().try_clone_to_owned()?;
+        Self::start(std::fs::File::from(fd), OUTPUT_QUEUE_BYTES)
+    }
+
+    /// Starts a writer thread that moves queued output to `sink`, with at
+    /// most `capacity` bytes waiting.
+    pub fn start(sink: impl io::Write + Send + 'static, capacity: usize) -> io::Result<Self> {
+        let shared = Arc::new(OutputShared {
+            state: Mutex::new(OutputState {
+                queue: Vec::new(),
+                capacity,
+                dropped: 0,
+                dropped_total: 0,
+                flush: false,
+                closing: false,
+                done: false,
+                written: 0,
+                mid_line: false,
+            }),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("console-output".to_string())
+            .spawn(move || write_out(&theirs, sink))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for the UART (any number may exist).
+    pub fn writer(&self) -> OutputWriter {
+        OutputWriter {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// No more output: waits for the writer to pass everything queued to
+    /// the sink, for as long as it keeps making progress, and at most
+    /// [`OUTPUT_STALL`] without any.
+    pub fn finish(mut self) -> Finished {
+        self.finish_within(OUTPUT_STALL)
+    }
+
+    fn finish_within(&mut self, stall: Duration) -> Finished {
+        let mut state = self.shared.state();
+        state.closing = true;
+        self.shared.work.notify_all();
+        let (mut seen, mut since) = (state.written, Instant::now());
+        while !state.done {
+            if state.written != seen {
+                (seen, since) = (state.written, Instant::now());
+            }
+            let left = stall.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .shared
+                .progress
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let finished = Finished {
+            drained: state.done,
+            mid_line: state.mid_line,
+            dropped: state.dropped_total,
+        };
+        drop(state);
+        match self.thread.take() {
+            Some(thread) if finished.drained => {
+                let _ = thread.join();
+            }
+            // Left behind, blocked in write(2): the process exit ends it.
+            _ => {}
+        }
+        finished
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.finish_within(OUTPUT_STALL);
+        }
+    }
+}
+
+impl io::Write for OutputWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut state = self.shared.state();
+        if state.closing {
+            return Ok(buf.len());
+        }
+        let room = state.capacity.saturating_sub(state.queue.len());
+        let (taken, lost) = buf.split_at(buf.len().min(room));
+        state.queue.extend_from_slice(taken);
+        let lost = lost.len() as u64;
+        state.dropped = state.dropped.saturating_add(lost);
+        state.dropped_total = state.dropped_total.saturating_add(lost);
+        if state.queue.len() >= OUTPUT_WAKE_BYTES || lost > 0 {
+            self.shared.work.notify_one();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut state = self.shared.state();
+        if !state.flush {
+            state.flush = true;
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// The writer thread: takes what is queued (the lock held for a swap of
+/// buffers only), writes it to `sink`, and after a loss says how much was
+/// lost there.
+fn write_out(shared: &OutputShared, mut sink: impl io::Write) {
+    // Under its own seccomp filter from its first instruction, if the
+    // sandbox is on (`crate::seccomp`); a thread that cannot be confined
+    // ends the VMM rather than run unconfined.
+    let output = crate::seccomp::ThreadKind::Output;
+    if let Err(e) = crate::seccomp::enter(output, output.name()) {
+        eprintln!("uirq-vmm: {e}");
+        std::process::exit(uirq_abi::exit::VMM_ERROR);
+    }
+    let mut chunk = Vec::new();
+    // The sink failed (standard output closed): keep emptying the queue,
+    // so the guest never notices, but write nothing more.
+    let mut broken = false;
+    let mut at_line_start = true;
+    loop {
+        let (dropped, closing) = {
+            let mut state = shared.state();
+            loop {
+                let ready = state.flush
+                    || state.queue.len() >= OUTPUT_WAKE_BYTES
+                    || state.dropped > 0
+                    || state.closing;
+                if ready {
+                    break;
+                }
+                state = shared
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.flush = false;
+            std::mem::swap(&mut chunk, &mut state.queue);
+            (std::mem::take(&mut state.dropped), state.closing)
+        };
+        if !broken && !chunk.is_empty() {
+            broken = sink.write_all(&chunk).is_err();
+            at_line_start = chunk.last() == Some(&b'\n');
+        }
+        if !broken && dropped > 0 {
+            let note = format!(
+                "{}uirq-vmm: {dropped} bytes of the guest's console output were dropped here: standard output was not read fast enough\n",
+                if at_line_start { "" } else { "\n" }
+            );
+            broken = sink.write_all(note.as_bytes()).is_err();
+            at_line_start = true;
+        }
+        if !broken {
+            broken = sink.flush().is_err();
+        }
+        chunk.clear();
+        let mut state = shared.state();
+        state.written = state.written.wrapping_add(1);
+        state.mid_line = !at_line_start;
+        if closing && state.queue.is_empty() && state.dropped == 0 {
+            state.done = true;
+            shared.progress.notify_all();
+            return;
+        }
+        shared.progress.notify_all();
+    }
+}
+
 /// The terminal settings to put back.
 struct Saved {
     fd: RawFd,
@@ -79,6 +371,12 @@ struct Saved {
 
 /// What [`RawTerminal`] changed, for its drop and for the panic hook.
 static SAVED: Mutex<Option<Saved>> = Mutex::new(None);
+/// A copy of it that a signal handler may read without a lock
+/// ([`restore_from_signal_handler`]); null while the terminal is not raw.
+/// Each copy is leaked on purpose (one per `RawTerminal`, a few dozen
+/// bytes): a handler on another thread may be reading it when it is
+/// withdrawn.
+static FOR_SIGNALS: AtomicPtr<Saved> = AtomicPtr::new(std::ptr::null_mut());
 /// The panic hook is installed once per process.
 static PANIC_HOOK: Once = Once::new();
 
@@ -149,6 +447,8 @@ impl RawTerminal {
             saved().take();
             return None;
         }
+        let copy = Box::into_raw(Box::new(Saved { fd, termios }));
+        FOR_SIGNALS.store(copy, Ordering::Release);
         Some(Self {
             _restore_on_drop: (),
         })
@@ -157,9 +457,23 @@ impl RawTerminal {
 
 impl Drop for RawTerminal {
     fn drop(&mut self) {
+        FOR_SIGNALS.store(std::ptr::null_mut(), Ordering::Release);
         if let Some(s) = saved().take() {
             put_back(s);
         }
+    }
+}
+
+/// Puts the terminal back as [`RawTerminal`] found it, from a signal
+/// handler that is about to end the process (the seccomp report,
+/// `crate::seccomp`): no lock, no allocation, only `tcsetattr`, which is
+/// async-signal-safe. Does nothing when the terminal is not raw.
+pub fn restore_from_signal_handler() {
+    let saved = FOR_SIGNALS.load(Ordering::Acquire);
+    if !saved.is_null() {
+        // SAFETY: a non-null pointer is a leaked, never freed `Saved`
+        // written before it was published; tcsetattr only reads it.
+        unsafe { libc::tcsetattr((*saved).fd, libc::TCSANOW, &(*saved).termios) };
     }
 }
 
@@ -447,6 +761,159 @@ mod tests {
         }
     }
 
+    /// A sink that takes nothing until the test lets it (drops the
+    /// sender), then keeps what it is given.
+    struct Held {
+        gate: std::sync::mpsc::Receiver<()>,
+        got: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Held {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let _ = self.gate.recv();
+            self.got.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn held() -> (Held, std::sync::mpsc::Sender<()>, Arc<Mutex<Vec<u8>>>) {
+        let (open, gate) = std::sync::mpsc::channel();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        (
+            Held {
+                gate,
+                got: got.clone(),
+            },
+            open,
+            got,
+        )
+    }
+
+    /// Transmits `text` through the UART's data register, a byte an access,
+    /// as a guest does.
+    fn transmit(uart: &mut Pl011, text: &[u8]) {
+        for &b in text {
+            uart.write(0, DR, &u32::from(b).to_le_bytes());
+        }
+    }
+
+    // The reader of standard output stops reading (a full pipe): the
+    // guest's writes to UARTDR still return at once, the excess is dropped
+    // and counted, and the end of the run gives up on the stuck writer
+    // after the stall time instead of waiting forever.
+    #[test]
+    fn a_stalled_reader_never_blocks_the_uart() {
+        let (sink, unread) = UnixStream::pair().unwrap();
+        let output = Output::start(sink, 64 << 10).unwrap();
+        let mut uart = Pl011::new(
+            Box::new(output.writer()),
+            Box::new(crate::devices::irq_line::Unconnected),
+        );
+        let started = Instant::now();
+        let line = [b'x'; 99];
+        for _ in 0..20_000 {
+            transmit(&mut uart, &line);
+            transmit(&mut uart, b"\n");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "2 MB through the UART took {:?}",
+            started.elapsed()
+        );
+        let mut output = output;
+        let waited = Instant::now();
+        let finished = output.finish_within(Duration::from_millis(200));
+        assert!(waited.elapsed() < Duration::from_secs(5));
+        assert!(!finished.drained, "nobody read the pipe");
+        assert!(finished.dropped > 1_000_000, "{finished:?}");
+        drop(unread);
+    }
+
+    // A writer that blocks forever inside write(2), not on a pipe: the same.
+    #[test]
+    fn a_writer_blocked_forever_does_not_hold_up_the_uart_or_the_end() {
+        let (sink, open, _got) = held();
+        let mut output = Output::start(sink, 4096).unwrap();
+        let mut uart = Pl011::new(
+            Box::new(output.writer()),
+            Box::new(crate::devices::irq_line::Unconnected),
+        );
+        transmit(&mut uart, &[b'y'; 100_000]);
+        transmit(&mut uart, b"\n");
+        let finished = output.finish_within(Duration::from_millis(100));
+        assert_eq!(
+            (finished.drained, finished.dropped >= 100_000 - 2 * 4096),
+            (false, true),
+            "{finished:?}"
+        );
+        drop(open);
+    }
+
+    // A reader that falls behind and catches up: what fitted arrives in
+    // order, followed by one line that says how much was lost there, then
+    // what came after.
+    #[test]
+    fn dropped_output_is_counted_where_it_was_lost() {
+        let (sink, open, got) = held();
+        let output = Output::start(sink, 1000).unwrap();
+        let mut w = output.writer();
+        // The writer takes the first flush and blocks in the sink with it;
+        // the queue then fills up.
+        w.write_all(b"first\n").unwrap();
+        w.flush().unwrap();
+        wait_for("the writer to take the first line", || {
+            output.shared.state().queue.is_empty()
+        });
+        w.write_all(&[b'a'; 1500]).unwrap();
+        drop(open);
+        wait_for("the loss to be reported", || {
+            output.shared.state().dropped == 0 && output.shared.state().queue.is_empty()
+        });
+        w.write_all(b"after\n").unwrap();
+        let finished = output.finish();
+        assert_eq!(
+            finished,
+            Finished {
+                drained: true,
+                mid_line: false,
+                dropped: 500
+            }
+        );
+        let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        let expected = format!(
+            "first\n{}\nuirq-vmm: 500 bytes of the guest's console output were dropped here: standard output was not read fast enough\nafter\n",
+            "a".repeat(1000)
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn the_end_of_the_run_knows_whether_a_line_was_left_open() {
+        for (text, mid_line) in [(&b"ok\n# "[..], true), (b"ok\n", false), (b"", false)] {
+            let got = Arc::new(Mutex::new(Vec::new()));
+            #[derive(Clone)]
+            struct Keep(Arc<Mutex<Vec<u8>>>);
+            impl Write for Keep {
+                fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                    self.0.lock().unwrap().extend_from_slice(buf);
+                    Ok(buf.len())
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            let output = Output::start(Keep(got.clone()), OUTPUT_QUEUE_BYTES).unwrap();
+            output.writer().write_all(text).unwrap();
+            let finished = output.finish();
+            assert!(finished.drained);
+            assert_eq!(finished.mid_line, mid_line, "{text:?}");
+            assert_eq!(*got.lock().unwrap(), text);
+        }
+    }
+
     #[test]
     fn raw_mode_keeps_isig_and_output_processing() {
         // SAFETY: termios is plain data; all-zero is a valid value.
@@ -525,6 +992,16 @@ mod tests {
         assert!(panicked.join().is_err());
         assert_eq!(lflag(&slave), before, "restored by the panic hook");
         drop(_guard);
+        assert_eq!(lflag(&slave), before);
+
+        // The seccomp report's way, from a signal handler (no lock).
+        let guard = RawTerminal::enable_on(slave.as_raw_fd()).expect("a terminal");
+        assert_eq!(lflag(&slave) & libc::ICANON, 0);
+        restore_from_signal_handler();
+        assert_eq!(lflag(&slave), before, "restored without the lock");
+        drop(guard);
+        assert!(FOR_SIGNALS.load(Ordering::Acquire).is_null(), "withdrawn");
+        restore_from_signal_handler();
         assert_eq!(lflag(&slave), before);
 
         let (a, _b) = UnixStream::pair().unwrap();

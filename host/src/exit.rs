@@ -11,7 +11,12 @@
 //!    and then writes GICC_EOIR, the EOIR exit carries the lowered level, and
 //!    the model must see it before the EOI, or it would find the
 //!    level-sensitive interrupt still asserted and make it pending again.
-//! 2. **The exit.** MMIO goes to the bus (GIC frames, UART, ...). A PSCI
+//! 2. **The exit.** MMIO goes to the bus (GIC frames, UART, ...). An
+//!    access no device claims is answered as hardware answers it, with a
+//!    synchronous external abort ([`Served::InjectAbort`], which the loop
+//!    carries out with `KVM_SET_VCPU_EVENTS`), or, with
+//!    [`Unmapped::ReadAsZero`], as read-as-zero / write-ignored. So is an
+//!    MMIO access KVM cannot decode (KVM_EXIT_ARM_NISV). A PSCI
 //!    SYSTEM_OFF, reset or crash ends the run. An EINTR return means only a
 //!    level changed, or another thread kicked this one.
 //! 3. **Anything else ends the run with a named error**
@@ -81,6 +86,19 @@ pub enum Exit {
         /// `internal.suberror`.
         suberror: u32,
     },
+    /// KVM_EXIT_ARM_NISV: a data abort outside guest memory whose syndrome
+    /// does not describe the access (ESR_EL2.ISV = 0: a load/store pair,
+    /// or an instruction with writeback), so neither KVM nor the VMM knows
+    /// its size, register or value. KVM reports it this way only when the
+    /// VMM enabled KVM_CAP_ARM_NISV_TO_USER; otherwise `KVM_RUN` fails with
+    /// ENOSYS ([`RunFailure::UndecodableMmio`]).
+    UndecodableMmio {
+        /// `arm_nisv.fault_ipa`: the guest physical address.
+        addr: u64,
+        /// `arm_nisv.esr_iss`: what KVM passes on of the syndrome (the
+        /// fault status, WnR and CM bits of ESR_EL2's ISS).
+        iss: u64,
+    },
     /// Any other exit, by name.
     Other(String),
 }
@@ -95,6 +113,7 @@ impl Exit {
             Exit::Interrupted => "interrupted",
             Exit::FailEntry { .. } => "fail-entry",
             Exit::InternalError { .. } => "internal-error",
+            Exit::UndecodableMmio { .. } => "undecodable-mmio",
             Exit::Other(name) => name,
         }
     }
@@ -134,9 +153,52 @@ pub enum Stop {
 pub enum Served {
     /// Re-enter the guest.
     Resume,
+    /// Make a synchronous external abort pending for the access that
+    /// exited, instead of completing it, then re-enter: the guest takes a
+    /// data abort at the faulting instruction (ESR_EL1.EC 0x25 from EL1,
+    /// DFSC 0b010000, FAR_EL1 = the address; Arm ARM D17.2.37 "ESR_EL1",
+    /// D17.2.40 "FAR_EL1"), as it would from a bus that answers an access
+    /// to nothing with an error.
+    InjectAbort(ExternalAbort),
     /// The guest ended the run.
     Stop(Stop),
 }
+
+/// The access a [`Served::InjectAbort`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExternalAbort {
+    /// The guest physical address of the access.
+    pub addr: u64,
+    /// Whether it was a store: the syndrome's WnR bit (ESR_EL1 bit 6).
+    pub write: bool,
+}
+
+/// How the VMM answers a guest access to an address no device claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unmapped {
+    /// As hardware does, and QEMU's `virt`: a synchronous external abort
+    /// (`--unmapped abort`, the default). Needs
+    /// KVM_CAP_ARM_INJECT_EXT_DABT.
+    #[default]
+    Abort,
+    /// Loads read as zero, stores are ignored (`--unmapped raz`).
+    ReadAsZero,
+}
+
+impl Unmapped {
+    /// The command-line spelling: `abort` or `raz`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Unmapped::Abort => "abort",
+            Unmapped::ReadAsZero => "raz",
+        }
+    }
+}
+
+/// ESR_ELx ISS bit 6, WnR: the abort was caused by a store (Arm ARM
+/// D17.2.37, ISS encoding for an exception from a Data Abort). KVM copies
+/// it into `arm_nisv.esr_iss`.
+pub const ISS_WNR: u64 = 1 << 6;
 
 /// An exit that ends the run: the guest cannot usefully be resumed.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -205,6 +267,14 @@ pub fn classify_run_failure(errno: i32) -> RunFailure {
 }
 
 /// What happened on one vCPU so far.
+///
+/// The guest drives these counts (every exit it causes adds to them), so
+/// they **saturate** at `u64::MAX` instead of overflowing: a debug build
+/// would panic on an overflow, a release build would wrap to a small number
+/// and lie. At one exit a nanosecond they would take 584 years to get
+/// there, so a saturated count means a bug, not a long run; counting goes
+/// through [`count`] and [`Stats::add`], and readers subtract with
+/// `saturating_sub`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Returns from `KVM_RUN` of any kind.
@@ -231,7 +301,7 @@ pub struct Stats {
 
 /// Counts per bus device name, in a fixed table (the bus has a handful of
 /// devices; a name beyond the table's size is counted under the last
-/// slot's name "other").
+/// slot's name "other"). Counts saturate, as [`Stats`]' do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeviceCounts([(&'static str, u64); DeviceCounts::SLOTS]);
 
@@ -252,7 +322,7 @@ impl DeviceCounts {
                 name
             };
         }
-        self.0[slot].1 += n;
+        self.0[slot].1 = self.0[slot].1.saturating_add(n);
     }
 
     /// (name, count) for every device counted, in first-seen order.
@@ -264,19 +334,29 @@ impl DeviceCounts {
 impl Stats {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &Stats) {
-        self.exits += other.exits;
-        self.mmio_reads += other.mmio_reads;
-        self.mmio_writes += other.mmio_writes;
-        self.mmio_unclaimed += other.mmio_unclaimed;
-        self.interrupted += other.interrupted;
-        self.level_reports += other.level_reports;
-        self.level_changes += other.level_changes;
-        self.irq_line_calls += other.irq_line_calls;
-        self.kicks_sent += other.kicks_sent;
+        for (mine, theirs) in [
+            (&mut self.exits, other.exits),
+            (&mut self.mmio_reads, other.mmio_reads),
+            (&mut self.mmio_writes, other.mmio_writes),
+            (&mut self.mmio_unclaimed, other.mmio_unclaimed),
+            (&mut self.interrupted, other.interrupted),
+            (&mut self.level_reports, other.level_reports),
+            (&mut self.level_changes, other.level_changes),
+            (&mut self.irq_line_calls, other.irq_line_calls),
+            (&mut self.kicks_sent, other.kicks_sent),
+        ] {
+            *mine = mine.saturating_add(theirs);
+        }
         for (name, n) in other.mmio_by_device.iter() {
             self.mmio_by_device.add(name, n);
         }
     }
+}
+
+/// Adds one to a guest-driven counter, saturating (see [`Stats`]).
+#[inline(always)]
+pub fn count(counter: &mut u64) {
+    *counter = counter.saturating_add(1);
 }
 
 /// What the exit handling keeps for one vCPU between exits.
@@ -296,6 +376,8 @@ pub struct Machine<'a> {
     /// The userspace GIC, or `None` with KVM's in-kernel vGIC (which takes
     /// the timer levels itself).
     pub gic: Option<&'a UserGic>,
+    /// How an access no device claims is answered.
+    pub unmapped: Unmapped,
 }
 
 /// Serves `exit` on vCPU `cpu`, given the timer output levels KVM reported
@@ -308,35 +390,41 @@ pub fn serve<P: Probe>(
     machine: Machine<'_>,
     probe: &mut P,
 ) -> Result<Served, ExitError> {
-    state.stats.exits += 1;
+    count(&mut state.stats.exits);
     let level_changed = match machine.gic {
         Some(gic) => forward_timer_levels(cpu, levels, state, gic, probe),
         None => false,
     };
     match exit {
         Exit::MmioRead { addr, len, data } => {
-            state.stats.mmio_reads += 1;
+            count(&mut state.stats.mmio_reads);
             *data = [0; 8];
             let len = (*len).min(8);
+            if let Some(abort) = abort_unclaimed(cpu, *addr, len, false, state, machine) {
+                return Ok(abort);
+            }
             match machine.bus.read(cpu, *addr, &mut data[..len]) {
                 Access::Claimed(name) => state.stats.mmio_by_device.add(name, 1),
-                Access::Unclaimed => state.stats.mmio_unclaimed += 1,
+                Access::Unclaimed => count(&mut state.stats.mmio_unclaimed),
             }
             Ok(Served::Resume)
         }
         Exit::MmioWrite { addr, len, data } => {
-            state.stats.mmio_writes += 1;
+            count(&mut state.stats.mmio_writes);
             let len = (*len).min(8);
+            if let Some(abort) = abort_unclaimed(cpu, *addr, len, true, state, machine) {
+                return Ok(abort);
+            }
             match machine.bus.write(cpu, *addr, &data[..len]) {
                 Access::Claimed(name) => state.stats.mmio_by_device.add(name, 1),
-                Access::Unclaimed => state.stats.mmio_unclaimed += 1,
+                Access::Unclaimed => count(&mut state.stats.mmio_unclaimed),
             }
             Ok(Served::Resume)
         }
         Exit::Interrupted => {
-            state.stats.interrupted += 1;
+            count(&mut state.stats.interrupted);
             if level_changed {
-                state.stats.level_reports += 1;
+                count(&mut state.stats.level_reports);
             }
             Ok(Served::Resume)
         }
@@ -345,7 +433,8 @@ pub fn serve<P: Probe>(
             system_event::RESET => Stop::Reset,
             system_event::CRASH => Stop::Crash,
             other => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     cpu,
                     kind = other,
                     "unknown system event, treating it as a crash"
@@ -362,11 +451,54 @@ pub fn serve<P: Probe>(
             cpu,
             suberror: *suberror,
         }),
+        Exit::UndecodableMmio { addr, iss } => {
+            // Nothing can complete an access nobody can decode: the guest
+            // gets the abort it would get from a bus that refused it. The
+            // VMM enables these exits only where it can inject that abort
+            // (`kvm::vm`), whatever `machine.unmapped` says.
+            let write = *iss & ISS_WNR != 0;
+            crate::limited!(
+                warn,
+                cpu,
+                addr = format_args!("{addr:#x}"),
+                iss = format_args!("{iss:#x}"),
+                write,
+                "guest MMIO access KVM cannot decode (no valid syndrome: a load/store pair or writeback); answered with an external abort"
+            );
+            Ok(Served::InjectAbort(ExternalAbort { addr: *addr, write }))
+        }
         Exit::Other(kind) => Err(ExitError::Unexpected {
             cpu,
             kind: kind.clone(),
         }),
     }
+}
+
+/// With [`Unmapped::Abort`], the answer to an access no device claims:
+/// counted, logged (rate-limited) and turned into an external abort.
+/// `None` when a device claims it, or with [`Unmapped::ReadAsZero`] (the
+/// bus then reads zero or drops the store, as before).
+fn abort_unclaimed(
+    cpu: usize,
+    addr: u64,
+    len: usize,
+    write: bool,
+    state: &mut VcpuState,
+    machine: Machine<'_>,
+) -> Option<Served> {
+    if machine.unmapped != Unmapped::Abort || machine.bus.claims(addr, len) {
+        return None;
+    }
+    count(&mut state.stats.mmio_unclaimed);
+    crate::limited!(
+        warn,
+        cpu,
+        addr = format_args!("{addr:#x}"),
+        size = len,
+        write,
+        "guest access to an unmapped MMIO address; answered with a synchronous external abort"
+    );
+    Some(Served::InjectAbort(ExternalAbort { addr, write }))
 }
 
 /// Forwards the timer output levels that changed to the GIC model as PPI
@@ -389,7 +521,7 @@ fn forward_timer_levels<P: Probe>(
     ] {
         if changed & bit != 0 {
             let level = levels & bit != 0;
-            state.stats.level_changes += 1;
+            count(&mut state.stats.level_changes);
             gic.with(|g| g.set_ppi_level(cpu, ppi, level));
             probe.timer_level(cpu, timer, level);
         }
@@ -413,6 +545,7 @@ mod tests {
         bus: Bus,
         gic: Arc<UserGic>,
         state: VcpuState,
+        unmapped: Unmapped,
     }
 
     impl Rig {
@@ -443,6 +576,7 @@ mod tests {
                 bus,
                 gic,
                 state: VcpuState::default(),
+                unmapped: Unmapped::default(),
             };
             // Distributor and CPU interface on, mask open, the virtual
             // timer's PPI enabled with priority 0x80.
@@ -463,6 +597,7 @@ mod tests {
             let machine = Machine {
                 bus: &self.bus,
                 gic: Some(&self.gic),
+                unmapped: self.unmapped,
             };
             let served = serve(0, &mut exit, levels, &mut self.state, machine, &mut NoProbe)?;
             Ok((served, exit))
@@ -577,12 +712,160 @@ mod tests {
     #[test]
     fn unclaimed_accesses_are_counted_and_read_as_zero() {
         let mut rig = Rig::new(1);
+        rig.unmapped = Unmapped::ReadAsZero;
         assert_eq!(rig.read_value(0x1234_0000, 0), 0);
         rig.serve(Exit::write(0x1234_0000, 4, 7), 0).unwrap();
         assert_eq!(rig.state.stats.mmio_unclaimed, 2);
         assert_eq!(rig.state.stats.mmio_by_device.iter().count(), 0);
         assert_eq!(rig.state.stats.mmio_reads, 1);
         assert_eq!(rig.state.stats.mmio_writes, 1);
+    }
+
+    // The guest drives the counts: near the top of u64 they stop at
+    // u64::MAX instead of panicking (debug) or wrapping (release).
+    #[test]
+    fn counters_saturate_instead_of_overflowing() {
+        let near = u64::MAX - 1;
+        let mut rig = Rig::new(1);
+        let mut by_device = DeviceCounts::default();
+        by_device.add("uart", near);
+        rig.state.stats = Stats {
+            exits: near,
+            mmio_reads: near,
+            mmio_writes: near,
+            mmio_unclaimed: near,
+            interrupted: near,
+            level_reports: near,
+            level_changes: near,
+            irq_line_calls: near,
+            kicks_sent: near,
+            mmio_by_device: by_device,
+        };
+        for _ in 0..3 {
+            rig.read_value(0x1234_0000, 0);
+            rig.serve(Exit::write(0x1234_0000, 4, 7), 0).unwrap();
+            rig.serve(Exit::Interrupted, LEVEL_VTIMER).unwrap();
+            rig.serve(Exit::Interrupted, 0).unwrap();
+        }
+        let s = rig.state.stats;
+        for (name, n) in [
+            ("exits", s.exits),
+            ("mmio_reads", s.mmio_reads),
+            ("mmio_writes", s.mmio_writes),
+            ("mmio_unclaimed", s.mmio_unclaimed),
+            ("interrupted", s.interrupted),
+            ("level_reports", s.level_reports),
+            ("level_changes", s.level_changes),
+        ] {
+            assert_eq!(n, u64::MAX, "{name}");
+        }
+        let mut total = s;
+        total.add(&s);
+        assert_eq!(total.kicks_sent, u64::MAX);
+        assert_eq!(total.mmio_by_device.iter().next(), Some(("uart", u64::MAX)));
+        let mut c = u64::MAX - 1;
+        count(&mut c);
+        count(&mut c);
+        assert_eq!(c, u64::MAX);
+    }
+
+    // The default answer to an access to nothing is the hardware's: an
+    // external abort for that very access (address, direction), which the
+    // loop makes pending instead of completing the access; nothing reaches
+    // a device, and the access is counted as unclaimed, not as a device's.
+    #[test]
+    fn unclaimed_accesses_are_answered_with_an_external_abort() {
+        let mut rig = Rig::new(1);
+        assert_eq!(rig.unmapped, Unmapped::Abort);
+        let (served, exit) = rig.serve(Exit::read(0x0810_0000, 4), 0).unwrap();
+        assert_eq!(
+            served,
+            Served::InjectAbort(ExternalAbort {
+                addr: 0x0810_0000,
+                write: false
+            })
+        );
+        assert!(matches!(exit, Exit::MmioRead { data, .. } if data == [0; 8]));
+        let (served, _) = rig.serve(Exit::write(0x0810_0008, 8, !0), 0).unwrap();
+        assert_eq!(
+            served,
+            Served::InjectAbort(ExternalAbort {
+                addr: 0x0810_0008,
+                write: true
+            })
+        );
+        let s = rig.state.stats;
+        assert_eq!((s.mmio_reads, s.mmio_writes, s.mmio_unclaimed), (1, 1, 2));
+        assert_eq!(s.mmio_by_device.iter().count(), 0);
+    }
+
+    // Only an access no device covers *whole* aborts: one inside a frame
+    // is the device's, one that runs off its end belongs to nobody.
+    #[test]
+    fn claimed_accesses_resume_and_straddling_ones_abort() {
+        let mut rig = Rig::new(1);
+        assert_eq!(
+            rig.serve(Exit::read(GICD_BASE + gicd::TYPER, 4), 0)
+                .unwrap()
+                .0,
+            Served::Resume
+        );
+        assert_eq!(
+            rig.serve(Exit::write(GICC_BASE + gicc::PMR, 4, 0xF0), 0)
+                .unwrap()
+                .0,
+            Served::Resume
+        );
+        let last = GICD_BASE + 0x1000 - 4;
+        assert!(matches!(
+            rig.serve(Exit::read(last, 8), 0).unwrap().0,
+            Served::InjectAbort(ExternalAbort { addr, write: false }) if addr == last
+        ));
+        assert_eq!(rig.state.stats.mmio_unclaimed, 1);
+        assert_eq!(rig.state.stats.mmio_by_device.iter().count(), 2);
+    }
+
+    // Timer levels are forwarded before the decision: an access that
+    // aborts still delivers the level change KVM reported beside it.
+    #[test]
+    fn an_aborted_access_still_forwards_the_timer_level() {
+        let mut rig = Rig::new(1);
+        let (served, _) = rig.serve(Exit::read(0x0810_0000, 4), LEVEL_VTIMER).unwrap();
+        assert!(matches!(served, Served::InjectAbort(_)));
+        assert_eq!(rig.state.stats.level_changes, 1);
+        assert_eq!(rig.gic.take_own(0).irq, Some(true));
+    }
+
+    // An access KVM could not decode gets the same abort, in either mode,
+    // its direction taken from the WnR bit KVM passes on.
+    #[test]
+    fn undecodable_mmio_is_answered_with_an_external_abort() {
+        for unmapped in [Unmapped::Abort, Unmapped::ReadAsZero] {
+            let mut rig = Rig::new(1);
+            rig.unmapped = unmapped;
+            for (iss, write) in [(0x10, false), (0x10 | ISS_WNR, true)] {
+                let exit = Exit::UndecodableMmio {
+                    addr: GICD_BASE + 8,
+                    iss,
+                };
+                assert_eq!(exit.kind(), "undecodable-mmio");
+                assert_eq!(
+                    rig.serve(exit, 0).unwrap().0,
+                    Served::InjectAbort(ExternalAbort {
+                        addr: GICD_BASE + 8,
+                        write
+                    })
+                );
+            }
+            assert_eq!(rig.state.stats.mmio_by_device.iter().count(), 0);
+        }
+    }
+
+    #[test]
+    fn unmapped_modes_are_named_as_on_the_command_line() {
+        assert_eq!(Unmapped::default(), Unmapped::Abort);
+        assert_eq!(Unmapped::Abort.name(), "abort");
+        assert_eq!(Unmapped::ReadAsZero.name(), "raz");
     }
 
     // With KVM's in-kernel vGIC there is no model: levels are not
@@ -594,6 +877,7 @@ mod tests {
         let machine = Machine {
             bus: &rig.bus,
             gic: None,
+            unmapped: Unmapped::Abort,
         };
         serve(
             0,

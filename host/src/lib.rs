@@ -19,6 +19,13 @@
 //!   [`probes`] the watchers: the benchmark's accounting, and the diagnosis
 //!   of a guest that had to be stopped (a kernel that does not wake a vCPU in
 //!   WFI for its timer).
+//! - [`fuzzing`] decodes fuzzer bytes into runs of the whole MMIO bus and of
+//!   the benchmark decoder, with their invariants (the cargo-fuzz targets in
+//!   `fuzz/` and the corpus replay tests share it).
+//! - [`ratelimit`] keeps the log lines a guest can trigger (an access
+//!   nothing claims, a GIC register misused) to a few per cause.
+//! - [`seccomp`] is the sandbox: each thread's system-call allowlist, and
+//!   the report of a call outside it.
 //! - `kvm` (aarch64 only) is the glue to the kernel: it creates the VM
 //!   without a vGIC, runs one thread per vCPU, and turns exits into calls on
 //!   the bus and on the GIC model.
@@ -30,9 +37,12 @@ pub mod bus;
 pub mod console;
 pub mod devices;
 pub mod exit;
+pub mod fuzzing;
 pub mod irqchip;
 #[cfg(target_arch = "aarch64")]
 pub mod kvm;
 pub mod memory;
 pub mod probe;
 pub mod probes;
+pub mod ratelimit;
+pub mod seccomp;

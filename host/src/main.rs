@@ -11,10 +11,12 @@ use std::time::Duration;
 use clap::Parser;
 
 use uirq_abi::boot::{
-    Program, DEFAULT_IPIS, DEFAULT_IPI_TIMEOUT_US, DEFAULT_PERIOD_US, DEFAULT_TICKS,
+    Program, DEFAULT_CHAOS_OPS, DEFAULT_CHAOS_SEED, DEFAULT_IPIS, DEFAULT_IPI_TIMEOUT_US,
+    DEFAULT_PERIOD_US, DEFAULT_TICKS,
 };
 use uirq_abi::exit::VMM_ERROR;
 use uirq_host::boot::{self, Boot, KernelFiles, MachineSize};
+use uirq_host::exit::Unmapped;
 use uirq_host::irqchip::Injection;
 
 /// Run the uirq guest firmware, or a Linux kernel, on KVM with a userspace GICv2.
@@ -101,6 +103,22 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_PERIOD_US, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     period_us: u64,
 
+    /// Seed of the `chaos` program's random choices (same seed, same
+    /// operations).
+    #[arg(long, default_value_t = DEFAULT_CHAOS_SEED, value_parser = clap::value_parser!(u64).range(1..))]
+    seed: u64,
+
+    /// Operations the `chaos` program makes, over all cores.
+    #[arg(long, default_value_t = DEFAULT_CHAOS_OPS, value_parser = clap::value_parser!(u64).range(1..))]
+    ops: u64,
+
+    /// How a guest access to an address no device claims is answered:
+    /// `abort` (a synchronous external abort, as hardware and QEMU's `virt`
+    /// answer; needs KVM_CAP_ARM_INJECT_EXT_DABT) or `raz` (loads read as
+    /// zero, stores are ignored).
+    #[arg(long, value_name = "MODE", default_value = "abort", value_parser = parse_unmapped)]
+    unmapped: Unmapped,
+
     /// Samples per measurement for the `bench` program.
     #[arg(long, default_value_t = uirq_abi::bench::DEFAULT_SAMPLES, value_parser = clap::value_parser!(u64).range(1..=uirq_abi::bench::MAX_SAMPLES))]
     samples: u64,
@@ -131,6 +149,13 @@ struct Args {
     /// Stop a guest that has not powered off after this many seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
+
+    /// Run without the sandbox, for debugging. By default every thread runs,
+    /// once the VM is built, under a seccomp filter that allows only the
+    /// system calls it needs; a call outside it stops the VMM (exit code
+    /// 125) with a line naming the thread and the call.
+    #[arg(long)]
+    no_seccomp: bool,
 
     /// More log output (-v: exit statistics, -vv: the device models' debug messages).
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -178,6 +203,13 @@ fn parse_injection(s: &str) -> Result<Injection, String> {
     }
 }
 
+fn parse_unmapped(s: &str) -> Result<Unmapped, String> {
+    [Unmapped::Abort, Unmapped::ReadAsZero]
+        .into_iter()
+        .find(|u| u.name() == s)
+        .ok_or_else(|| "expected `abort` or `raz`".into())
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
@@ -201,20 +233,99 @@ fn programs_help() -> String {
     s
 }
 
-fn init_logging(verbose: u8) {
+/// The log filter: `UIRQ_LOG` when it is set (and not empty), else the
+/// level `-v` asks for. A `UIRQ_LOG` that is not a filter is an error, not
+/// a reason to log at the default level: whoever set it wanted something.
+fn log_filter(
+    verbose: u8,
+    setting: Option<&std::ffi::OsStr>,
+) -> Result<tracing_subscriber::EnvFilter, String> {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("UIRQ_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let Some(value) = setting.filter(|v| !v.is_empty()) else {
+        return Ok(tracing_subscriber::EnvFilter::new(default));
+    };
+    let text = value.to_str().ok_or_else(|| {
+        format!(
+            "UIRQ_LOG={} is not valid text",
+            std::path::Path::new(value).display()
+        )
+    })?;
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map_err(|e| format!("UIRQ_LOG={text:?} is not a log filter ({e}); try UIRQ_LOG=debug"))
+}
+
+fn init_logging(filter: tracing_subscriber::EnvFilter) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// The tag for the VMM's report lines (`uirq_abi::report`), from
+/// `UIRQ_REPORT_TAG`: `None` when unset; an error when it is not a tag.
+fn report_tag(setting: Option<&std::ffi::OsStr>) -> Result<Option<String>, String> {
+    use uirq_abi::report::{valid_tag, TAG_ENV, TAG_MAX, TAG_MIN};
+    let Some(value) = setting else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Some(tag) if valid_tag(tag) => Ok(Some(tag.to_string())),
+        _ => Err(format!(
+            "{TAG_ENV} must be {TAG_MIN} to {TAG_MAX} letters and digits, not {:?}",
+            value.to_string_lossy()
+        )),
+    }
+}
+
+/// A report line: `@@exits <tag> {json}`, or without a tag when the VMM
+/// was given none.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn report_line(keyword: &str, tag: Option<&str>, json: &str) -> String {
+    match tag {
+        Some(tag) => format!("{keyword} {tag} {json}"),
+        None => format!("{keyword} {json}"),
+    }
+}
+
+/// RAM the chosen firmware program needs from the start of guest RAM
+/// beyond the firmware's own footprint (which is checked from the image's
+/// header when it is loaded): the benchmark writes its results at a fixed
+/// place in RAM (`uirq_abi::bench::RESULTS_ADDR`).
+fn program_ram(program: Program) -> Option<(u64, &'static str)> {
+    use uirq_abi::bench::{RESULTS_ADDR, RESULTS_SIZE};
+    match program {
+        Program::Bench => Some((
+            RESULTS_ADDR + RESULTS_SIZE - uirq_abi::layout::RAM_BASE,
+            "its result buffer",
+        )),
+        _ => None,
+    }
+}
+
+/// Refuses, at argument parsing, a program that cannot fit in `--ram-mib`.
+fn check_program_ram(args: &Args) -> Result<(), String> {
+    if args.image.is_none() {
+        return Ok(());
+    }
+    let Some((needed, what)) = program_ram(args.program) else {
+        return Ok(());
+    };
+    let ram = args.ram_mib << 20;
+    if needed <= ram {
+        return Ok(());
+    }
+    Err(format!(
+        "--program {} needs at least {} MiB of guest RAM ({what} ends {needed:#x} bytes into RAM), but --ram-mib is {}",
+        args.program.name(),
+        needed.div_ceil(1 << 20),
+        args.ram_mib
+    ))
 }
 
 fn main() -> ExitCode {
@@ -237,9 +348,23 @@ fn main() -> ExitCode {
             return ExitCode::from(VMM_ERROR as u8);
         }
     };
-    init_logging(args.verbose);
+    let checked = check_program_ram(&args)
+        .map_err(|e| format!("{e}; see --help"))
+        .and_then(|()| log_filter(args.verbose, std::env::var_os("UIRQ_LOG").as_deref()))
+        .and_then(|filter| {
+            let tag = report_tag(std::env::var_os(uirq_abi::report::TAG_ENV).as_deref())?;
+            Ok((filter, tag))
+        });
+    let (filter, tag) = match checked {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("uirq-vmm: {e}");
+            return ExitCode::from(VMM_ERROR as u8);
+        }
+    };
+    init_logging(filter);
     match prepare(&args).and_then(|boot| match boot {
-        Some(boot) => run(&args, boot),
+        Some(boot) => run(&args, boot, tag.as_deref()),
         None => Ok(ExitCode::SUCCESS),
     }) {
         Ok(code) => code,
@@ -308,18 +433,29 @@ fn boot_args(args: &Args) -> [u64; 3] {
         Program::Timer | Program::SmpTimer => [n, args.ticks, args.period_us],
         Program::Bench => [n, args.samples, args.warmup],
         Program::IpiStress => [n, args.ipis, args.ipi_timeout_us],
+        Program::Chaos => [n, args.seed, args.ops],
+        // The scenario checks what this VMM was told to answer.
+        Program::Unmapped => [n, u64::from(args.unmapped == Unmapped::ReadAsZero), 0],
         _ => [n, 0, 0],
     }
 }
 
 #[cfg(target_arch = "aarch64")]
-fn run(args: &Args, boot: Boot) -> anyhow::Result<ExitCode> {
+fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    use uirq_host::console::Output;
     use uirq_host::kvm::{self, clock, Irqchip, RunOptions, VmConfig};
     use uirq_host::probe::NoProbe;
     use uirq_host::probes::bench::BenchProbe;
     use uirq_host::probes::stopped_timer::StoppedTimerProbe;
 
     let started = std::time::Instant::now();
+    if !args.no_seccomp {
+        // Before any thread starts: each one puts itself under its filter.
+        uirq_host::seccomp::enable(kvm::kick::kick_signal())?;
+    }
+    // After the sandbox is on: the writer thread enters its own filter.
+    let output = Output::stdout().context("cannot start the console's output thread")?;
     let bench = args.program == Program::Bench && args.kernel.is_none();
     let irqchip = match args.irqchip {
         IrqchipArg::User => Irqchip::User,
@@ -331,7 +467,8 @@ fn run(args: &Args, boot: Boot) -> anyhow::Result<ExitCode> {
         boot,
         ram_size: args.ram_mib << 20,
         cpus: args.cpus,
-        console: Box::new(std::io::stdout()),
+        console: Box::new(output.writer()),
+        unmapped: args.unmapped,
     };
     let options = RunOptions {
         timeout: args.timeout,
@@ -348,16 +485,18 @@ fn run(args: &Args, boot: Boot) -> anyhow::Result<ExitCode> {
                 cpu == 0 && irqchip == Irqchip::User,
             )
         })?;
-        log_stats(args, started, &report);
+        let out = Reports::after(output, tag);
+        log_stats(args, started, &report, &out);
         if report.outcome == (kvm::Outcome::PoweredOff { status: 0 }) {
-            bench_report(irqchip.name(), args.cpus, &report)?;
+            bench_report(irqchip.name(), args.cpus, &report, &out)?;
         }
         Ok(verdict(args, &report, None))
     } else if args.timeout.is_some() {
         let report = kvm::run(config, &options, |_, _| {
             StoppedTimerProbe::new(clock::guest_now)
         })?;
-        log_stats(args, started, &report);
+        let out = Reports::after(output, tag);
+        log_stats(args, started, &report, &out);
         let freq = clock::frequency().max(1);
         // A level report more than 50 ms late that only the stop's kick
         // brought is the signature of the WFI wake-up bug.
@@ -369,15 +508,70 @@ fn run(args: &Args, boot: Boot) -> anyhow::Result<ExitCode> {
         Ok(verdict(args, &report, late.map(|l| l * 1000 / freq)))
     } else {
         let report = kvm::run(config, &options, |_, _| NoProbe)?;
-        log_stats(args, started, &report);
+        let out = Reports::after(output, tag);
+        log_stats(args, started, &report, &out);
         Ok(verdict(args, &report, None))
     }
 }
 
-/// `-v`: each vCPU thread's exits and ioctls; `--exit-stats`: all of them
-/// as one `@@exits {json}` line.
+/// Where the run's reports go: standard output, after the guest's console
+/// output has drained (so they come after it, on lines of their own), with
+/// the run's tag. Nowhere, when standard output is not being read: the
+/// VMM does not wait for a reader that never comes (`crate::console`).
 #[cfg(target_arch = "aarch64")]
-fn log_stats<P>(args: &Args, started: std::time::Instant, report: &uirq_host::kvm::RunReport<P>) {
+struct Reports<'a> {
+    tag: Option<&'a str>,
+    stdout: bool,
+}
+
+#[cfg(target_arch = "aarch64")]
+impl<'a> Reports<'a> {
+    /// Ends the guest's console output and says where reports may go.
+    fn after(output: uirq_host::console::Output, tag: Option<&'a str>) -> Self {
+        let finished = output.finish();
+        if finished.dropped > 0 {
+            eprintln!(
+                "uirq-vmm: {} bytes of the guest's console output were dropped: standard output was not read fast enough",
+                finished.dropped
+            );
+        }
+        if !finished.drained {
+            eprintln!(
+                "uirq-vmm: standard output is not being read; the rest of the guest's output and the run's reports were not written"
+            );
+        } else if finished.mid_line {
+            println!();
+        }
+        Self {
+            tag,
+            stdout: finished.drained,
+        }
+    }
+
+    /// A tagged report line (`uirq_abi::report`).
+    fn report(&self, keyword: &str, json: &str) {
+        if self.stdout {
+            println!("{}", report_line(keyword, self.tag, json));
+        }
+    }
+
+    /// A line for people.
+    fn text(&self, line: &str) {
+        if self.stdout {
+            println!("{line}");
+        }
+    }
+}
+
+/// `-v`: each vCPU thread's exits and ioctls; `--exit-stats`: all of them
+/// as one `@@exits <tag> {json}` line.
+#[cfg(target_arch = "aarch64")]
+fn log_stats<P>(
+    args: &Args,
+    started: std::time::Instant,
+    report: &uirq_host::kvm::RunReport<P>,
+    out: &Reports<'_>,
+) {
     if args.exit_stats {
         let json = exit_stats_json(
             args.irqchip,
@@ -385,7 +579,7 @@ fn log_stats<P>(args: &Args, started: std::time::Instant, report: &uirq_host::kv
             started.elapsed(),
             &report.total_stats(),
         );
-        println!("@@exits {json}");
+        out.report(uirq_abi::report::EXITS, &json.to_string());
     }
     for (cpu, v) in report.vcpus.iter().enumerate() {
         let s = &v.stats;
@@ -413,8 +607,13 @@ fn exit_stats_json(
     elapsed: Duration,
     s: &uirq_host::exit::Stats,
 ) -> serde_json::Value {
-    let kicks_and_signals = s.interrupted - s.level_reports;
-    let other = s.exits - s.mmio_reads - s.mmio_writes - s.interrupted;
+    // The counts saturate (`uirq_host::exit::Stats`): so do the differences.
+    let kicks_and_signals = s.interrupted.saturating_sub(s.level_reports);
+    let other = s
+        .exits
+        .saturating_sub(s.mmio_reads)
+        .saturating_sub(s.mmio_writes)
+        .saturating_sub(s.interrupted);
     let devices: serde_json::Map<String, serde_json::Value> = s
         .mmio_by_device
         .iter()
@@ -507,12 +706,13 @@ fn verdict<P>(
 }
 
 /// Prints the benchmark's figures: a short table for people, and one
-/// `@@bench {json}` line for `cargo xtask bench-latency`.
+/// `@@bench <tag> {json}` line for `cargo xtask bench-latency`.
 #[cfg(target_arch = "aarch64")]
 fn bench_report(
     irqchip: &'static str,
     cpus: usize,
     report: &uirq_host::kvm::RunReport<uirq_host::probes::bench::BenchProbe>,
+    to: &Reports<'_>,
 ) -> anyhow::Result<()> {
     use uirq_abi::bench::Phase;
     use uirq_host::bench::{self, ExitsPerSample};
@@ -531,7 +731,11 @@ fn bench_report(
         for v in &report.vcpus {
             s.add(v.probe.stats(p));
         }
-        let other = s.exits - s.level_reports - s.mmio_reads - s.mmio_writes;
+        let other = s
+            .exits
+            .saturating_sub(s.level_reports)
+            .saturating_sub(s.mmio_reads)
+            .saturating_sub(s.mmio_writes);
         ExitsPerSample::from_counts(s.level_reports, s.mmio_reads, s.mmio_writes, other, n)
     };
     let timeline: Vec<_> = report
@@ -563,22 +767,22 @@ fn bench_report(
         },
         vmm_rss_kib: report.vmm_rss_kib,
     };
-    println!(
+    to.text(&format!(
         "bench ({irqchip} irqchip, {n} samples, CNTFRQ {} Hz):",
         out.cntfrq_hz
-    );
+    ));
     for m in &out.results {
-        println!(
+        to.text(&format!(
             "  {:<7} p50 {:>10.0} ns  p99 {:>10.0} ns  exits/sample {:.2}",
             m.measurement, m.summary.p50_ns, m.summary.p99_ns, m.exits_per_sample.total
-        );
+        ));
     }
-    println!("@@bench {}", serde_json::to_string(&out)?);
+    to.report(uirq_abi::report::BENCH, &serde_json::to_string(&out)?);
     Ok(())
 }
 
 #[cfg(not(target_arch = "aarch64"))]
-fn run(_args: &Args, _boot: Boot) -> anyhow::Result<ExitCode> {
+fn run(_args: &Args, _boot: Boot, _tag: Option<&str>) -> anyhow::Result<ExitCode> {
     anyhow::bail!(
         "uirq-vmm needs an aarch64 Linux host with KVM, and this is {}; `cargo xtask run` boots one under QEMU",
         std::env::consts::ARCH
@@ -676,6 +880,138 @@ mod tests {
     }
 
     #[test]
+    fn unmapped_accesses_abort_unless_told_otherwise() {
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g"]).unwrap();
+        assert_eq!(a.unmapped, Unmapped::Abort);
+        let a =
+            Args::try_parse_from(["uirq-vmm", "--image", "g", "--program", "unmapped"]).unwrap();
+        assert_eq!(boot_args(&a), [Program::Unmapped.number(), 0, 0]);
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--image",
+            "g",
+            "--program",
+            "unmapped",
+            "--unmapped",
+            "raz",
+        ])
+        .unwrap();
+        assert_eq!(a.unmapped, Unmapped::ReadAsZero);
+        assert_eq!(boot_args(&a), [Program::Unmapped.number(), 1, 0]);
+        let err =
+            Args::try_parse_from(["uirq-vmm", "--image", "g", "--unmapped", "zero"]).unwrap_err();
+        assert!(
+            err.to_string().contains("expected `abort` or `raz`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn chaos_takes_its_seed_and_operations() {
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g", "--program", "chaos"]).unwrap();
+        assert_eq!(
+            boot_args(&a),
+            [
+                Program::Chaos.number(),
+                DEFAULT_CHAOS_SEED,
+                DEFAULT_CHAOS_OPS
+            ]
+        );
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--image",
+            "g",
+            "--program",
+            "chaos",
+            "--seed",
+            "7",
+            "--ops",
+            "500",
+        ])
+        .unwrap();
+        assert_eq!(boot_args(&a), [Program::Chaos.number(), 7, 500]);
+        for bad in [["--seed", "0"], ["--ops", "0"], ["--seed", "x"]] {
+            let mut argv = vec!["uirq-vmm", "--image", "g"];
+            argv.extend(bad);
+            assert!(Args::try_parse_from(argv).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    // A program whose fixed RAM use does not fit in --ram-mib is refused
+    // at argument parsing, with the numbers; with a kernel, or a program
+    // without such needs, nothing is said.
+    #[test]
+    fn a_program_that_needs_more_ram_than_given_is_refused_at_once() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["uirq-vmm", "--image", "g"];
+            argv.extend(extra);
+            Args::try_parse_from(argv).unwrap()
+        };
+        let err = check_program_ram(&parse(&["--ram-mib", "8", "--program", "bench"])).unwrap_err();
+        assert_eq!(
+            err,
+            "--program bench needs at least 34 MiB of guest RAM (its result buffer ends 0x2141000 bytes into RAM), but --ram-mib is 8"
+        );
+        assert!(check_program_ram(&parse(&["--ram-mib", "33", "--program", "bench"])).is_err());
+        check_program_ram(&parse(&["--ram-mib", "34", "--program", "bench"])).unwrap();
+        check_program_ram(&parse(&["--program", "bench"])).unwrap();
+        check_program_ram(&parse(&["--ram-mib", "8", "--program", "timer"])).unwrap();
+        let kernel = Args::try_parse_from(["uirq-vmm", "--kernel", "k", "--ram-mib", "8"]).unwrap();
+        check_program_ram(&kernel).unwrap();
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_an_error_not_the_default() {
+        use std::ffi::OsStr;
+        assert_eq!(log_filter(0, None).unwrap().to_string(), "warn");
+        assert_eq!(
+            log_filter(2, Some(OsStr::new(""))).unwrap().to_string(),
+            "debug"
+        );
+        assert_eq!(
+            log_filter(0, Some(OsStr::new("uirq_host=trace")))
+                .unwrap()
+                .to_string(),
+            "uirq_host=trace"
+        );
+        let err = log_filter(0, Some(OsStr::new("uirq_host=loud"))).unwrap_err();
+        assert!(
+            err.starts_with("UIRQ_LOG=\"uirq_host=loud\" is not a log filter ("),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_report_tag_is_checked_and_carried_on_each_report_line() {
+        use std::ffi::OsStr;
+        let tag = "0123456789abcdef0123456789abcdef";
+        assert_eq!(report_tag(None), Ok(None));
+        assert_eq!(report_tag(Some(OsStr::new(tag))), Ok(Some(tag.to_string())));
+        for bad in [
+            "",
+            "short",
+            "0123456789abcdef 0123",
+            "0123456789abcdef\n@@uirq",
+        ] {
+            let err = report_tag(Some(OsStr::new(bad))).unwrap_err();
+            assert!(
+                err.starts_with("UIRQ_REPORT_TAG must be 16 to 64 letters and digits"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            report_line("@@exits", Some(tag), "{}"),
+            format!("@@exits {tag} {{}}")
+        );
+        assert_eq!(report_line("@@bench", None, "{}"), "@@bench {}");
+        let line = report_line(uirq_abi::report::EXITS, Some(tag), "{\"total\":3}");
+        assert_eq!(
+            uirq_abi::report::find(&line, uirq_abi::report::EXITS, tag),
+            Some(("", "{\"total\":3}"))
+        );
+    }
+
+    #[test]
     fn exit_statistics_add_up_by_kind() {
         let mut s = uirq_host::exit::Stats {
             exits: 100,
@@ -699,5 +1035,18 @@ mod tests {
         assert_eq!(j["mmio_by_device"]["unclaimed"], 1);
         assert_eq!(j["run_ms"], 1500.0);
         assert_eq!(j["irqchip"], "user");
+    }
+
+    // The sandbox is on unless asked otherwise, and --help says how.
+    #[test]
+    fn seccomp_is_on_by_default() {
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g"]).unwrap();
+        assert!(!a.no_seccomp);
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g", "--no-seccomp"]).unwrap();
+        assert!(a.no_seccomp);
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--no-seccomp"), "{help}");
     }
 }

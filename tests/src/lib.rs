@@ -49,22 +49,73 @@ pub const BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(600);
 /// [`BATCH_WALL_TIMEOUT`].
 pub const LINUX_BATCH_WALL_TIMEOUT: Duration = Duration::from_secs(1200);
 
+/// The variables through which `cargo xtask test` names what it built.
+const ARTIFACT_VARS: [&str; 4] = [
+    "UIRQ_GUEST_IMAGE",
+    "UIRQ_VMM",
+    "UIRQ_L1_INIT",
+    "UIRQ_LINUX_INIT",
+];
+
 /// The artifacts under test: the ones `cargo xtask test` built and named
-/// in the environment, or a fresh build when the tests run on their own.
+/// in the environment, or a fresh build when the tests run on their own
+/// (none of the variables set). Some but not all of them set, or one that
+/// names no file, is an error, not a reason to build something else.
 pub fn artifacts() -> Result<Artifacts, Problem> {
-    match (
-        std::env::var_os("UIRQ_GUEST_IMAGE"),
-        std::env::var_os("UIRQ_VMM"),
-        std::env::var_os("UIRQ_L1_INIT"),
-        std::env::var_os("UIRQ_LINUX_INIT"),
-    ) {
-        (Some(guest), Some(vmm), Some(init), Some(linux_init)) => Ok(Artifacts {
-            guest_image: PathBuf::from(guest),
-            vmm: PathBuf::from(vmm),
-            l1_init: PathBuf::from(init),
-            linux_init: PathBuf::from(linux_init),
-        }),
-        _ => xtask::build::all().map_err(Problem::Failed),
+    let values = ARTIFACT_VARS.map(std::env::var_os);
+    artifacts_from(&values).unwrap_or_else(|| xtask::build::all().map_err(Problem::Failed))
+}
+
+/// [`artifacts`] from the variables' values, in [`ARTIFACT_VARS`] order;
+/// `None` when none is set.
+fn artifacts_from(values: &[Option<std::ffi::OsString>; 4]) -> Option<Result<Artifacts, Problem>> {
+    if values.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut paths = Vec::new();
+    for (name, value) in ARTIFACT_VARS.iter().zip(values) {
+        let Some(value) = value else {
+            let set: Vec<&str> = ARTIFACT_VARS
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_some())
+                .map(|(n, _)| *n)
+                .collect();
+            return Some(Err(Problem::Failed(format!(
+                "{name} is not set, but {} is: set all of {} or none",
+                set.join(", "),
+                ARTIFACT_VARS.join(", ")
+            ))));
+        };
+        let path = PathBuf::from(value);
+        if !path.is_file() {
+            return Some(Err(Problem::Failed(format!(
+                "{name}={} does not name a file",
+                path.display()
+            ))));
+        }
+        paths.push(path);
+    }
+    let [guest_image, vmm, l1_init, linux_init]: [PathBuf; 4] = paths.try_into().ok()?;
+    Some(Ok(Artifacts {
+        guest_image,
+        vmm,
+        l1_init,
+        linux_init,
+    }))
+}
+
+/// Whether `CI` says this is a CI run: `true`/`1`/`yes` or
+/// `false`/`0`/`no`/empty (case aside), unset meaning no. Anything else
+/// is an error: a CI that means yes must not have its skipped tests pass.
+pub fn ci(value: Option<&str>) -> Result<bool, String> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(_) => Err(format!(
+            "CI={:?} is neither true (true, 1, yes) nor false (false, 0, no, empty)",
+            value.unwrap_or_default()
+        )),
     }
 }
 
@@ -122,7 +173,9 @@ pub fn available<T>(result: &Result<T, Problem>) -> Option<&T> {
         Err(Problem::Failed(why)) => panic!("end-to-end run failed: {why}"),
         Err(Problem::CannotRun(why)) => {
             let msg = format!("end-to-end test NOT RUN: {why}");
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            let value = std::env::var_os("CI").map(|v| v.to_string_lossy().into_owned());
+            let under_ci = ci(value.as_deref()).unwrap_or_else(|e| panic!("{e}"));
+            if under_ci {
                 panic!("{msg} (CI=true: a test that cannot run is a failure)");
             }
             eprintln!("\n!!!!! {msg}\n");
@@ -166,6 +219,57 @@ pub fn parse_timer_summary(console: &str) -> Option<(u64, u64, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ci_values_are_read_or_refused() {
+        for (value, expected) in [
+            (None, Ok(false)),
+            (Some(""), Ok(false)),
+            (Some("false"), Ok(false)),
+            (Some("0"), Ok(false)),
+            (Some("true"), Ok(true)),
+            (Some("TRUE"), Ok(true)),
+            (Some("1"), Ok(true)),
+        ] {
+            assert_eq!(ci(value), expected, "{value:?}");
+        }
+        let err = ci(Some("sometimes")).unwrap_err();
+        assert!(err.starts_with("CI=\"sometimes\" is neither"), "{err}");
+    }
+
+    #[test]
+    fn artifact_variables_are_all_or_none() {
+        assert!(artifacts_from(&[None, None, None, None]).is_none());
+        let here = std::env::current_exe().unwrap().into_os_string();
+        let all = [
+            Some(here.clone()),
+            Some(here.clone()),
+            Some(here.clone()),
+            Some(here.clone()),
+        ];
+        let a = artifacts_from(&all).unwrap().unwrap();
+        assert_eq!(a.vmm.as_os_str(), here);
+        let some = [Some(here.clone()), None, Some(here.clone()), None];
+        match artifacts_from(&some) {
+            Some(Err(Problem::Failed(why))) => assert!(
+                why.starts_with("UIRQ_VMM is not set, but UIRQ_GUEST_IMAGE, UIRQ_L1_INIT is"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let missing = [
+            Some(here.clone()),
+            Some("/no/such/vmm".into()),
+            Some(here.clone()),
+            Some(here),
+        ];
+        match artifacts_from(&missing) {
+            Some(Err(Problem::Failed(why))) => {
+                assert_eq!(why, "UIRQ_VMM=/no/such/vmm does not name a file")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn summary_line_parses_and_malformed_ones_do_not() {

@@ -141,6 +141,7 @@ scenario_tests! {
     disabled_distributor_and_cpu_interface => "disabled",
     spurious_acknowledge => "spurious",
     register_rules => "regs",
+    an_access_to_nothing_takes_a_synchronous_external_abort => "unmapped",
 }
 
 /// Builds the side-by-side table, prints it on stderr and leaves it where

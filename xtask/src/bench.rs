@@ -2,19 +2,22 @@
 //! set against KVM's in-kernel vGICv2 in the same run.
 //!
 //! Each irqchip is one run of `uirq-vmm --program bench` (both in one boot
-//! of L1 when nested). The VMM prints one `@@bench {json}` line with the
-//! statistics it computed from the firmware's result buffer and its own
-//! timeline; this module puts the runs side by side, adds the environment,
-//! prints the tables and writes the JSON and the SVG plot.
+//! of L1 when nested). The VMM prints one `@@bench <tag> {json}` line with
+//! the statistics it computed from the firmware's result buffer and its own
+//! timeline (the tag makes it the VMM's: `uirq_abi::report`); this module
+//! puts the runs side by side, adds the environment, prints the tables and
+//! writes the JSON and the SVG plot. Where those go is checked before the
+//! runs start, so a typo costs seconds, not the benchmark.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use uirq_abi::report;
 
 use crate::jobs::{self, Environment};
-use crate::{build, progress, Result};
+use crate::{build, check_output_path, progress, Result};
 
 /// Command-line options of `bench-latency`.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +118,13 @@ pub fn run(o: &Options) -> Result<Value> {
 
 /// Runs the benchmark with already built `artifacts` and reports it.
 pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Value> {
+    // Before the long run, not after it.
+    if let Some(path) = &o.json {
+        check_output_path(path, "--json")?;
+    }
+    if let Some(path) = &o.plot {
+        check_output_path(path, "--plot")?;
+    }
     let jobs: Vec<Vec<String>> = o
         .irqchips
         .iter()
@@ -188,9 +198,7 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
             ));
         }
         let line = r
-            .console
-            .lines()
-            .find_map(|l| l.strip_prefix("@@bench "))
+            .report(report::BENCH)
             .ok_or_else(|| format!("the {chip} irqchip run printed no figures:\n{}", r.console))?;
         let v: Value = serde_json::from_str(line)
             .map_err(|e| format!("the {chip} run's figures do not parse: {e}"))?;

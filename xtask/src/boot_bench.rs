@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use uirq_abi::report;
 
 use crate::jobs::{self, Environment, JobResult};
-use crate::{build, l1, linux, progress, Result};
+use crate::{build, check_output_path, l1, linux, progress, Result};
 
 /// The irqchips, in the order their boots alternate.
 pub const IRQCHIPS: [&str; 2] = ["user", "kernel"];
@@ -92,7 +93,7 @@ pub struct Boot {
     pub run_ms: f64,
     /// Exits to the VMM by kind.
     pub exits: BTreeMap<String, u64>,
-    /// The VMM's whole `@@exits` report (by device, ioctls, ...).
+    /// The VMM's whole `--exit-stats` report (by device, ioctls, ...).
     pub vmm_report: Value,
     /// What the init reported about the machine.
     pub info: Option<linux::InitInfo>,
@@ -124,6 +125,10 @@ pub fn run(o: &Options) -> Result<Value> {
 
 /// Runs the benchmark with already built `artifacts` and reports it.
 pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Value> {
+    // Before the long run, not after it.
+    if let Some(path) = &o.json {
+        check_output_path(path, "--json")?;
+    }
     let kernel = l1::ensure_kernel()?;
     let initrd = linux::write_initramfs(artifacts)?;
     let jobs = jobs(&kernel, &initrd, o);
@@ -191,7 +196,7 @@ pub fn collect(results: &[JobResult]) -> Result<Vec<Boot>> {
     for (i, r) in results.iter().enumerate() {
         let chip = IRQCHIPS[i % IRQCHIPS.len()];
         let what = format!("boot {} ({chip} irqchip)", i + 1);
-        let stats = match linux::exit_stats(&r.console) {
+        let stats = match r.report(report::EXITS).map(linux::exit_stats).transpose() {
             Ok(stats) => stats,
             Err(e) => {
                 failures.push(format!("{what}: {e}"));
@@ -205,7 +210,9 @@ pub fn collect(results: &[JobResult]) -> Result<Vec<Boot>> {
                 code.map_or("nothing".to_string(), |c| c.to_string())
             )),
             (_, None, _) => Some(format!("never printed `{}`", linux::STARTED)),
-            _ => Some("printed no `@@exits` line (--exit-stats)".to_string()),
+            _ => Some(
+                "gave no exit statistics (no tagged `@@exits` report, --exit-stats)".to_string(),
+            ),
         };
         if let Some(problem) = problem {
             failures.push(format!(
@@ -484,12 +491,26 @@ mod tests {
         assert_eq!(median(&[f64::NAN, 5.0]), 5.0);
     }
 
+    /// A job's result: the console, and the `@@exits` report after the
+    /// first line that starts with `@@exits ` (as the job runner sets a
+    /// tagged report apart).
     fn result(console: &str, exit: Option<i32>, mark_s: Option<f64>) -> JobResult {
+        let (console, exits) = match console.split_once("@@exits ") {
+            Some((before, report)) => (before.to_string(), Some(report.trim_end())),
+            None => (console.to_string(), None),
+        };
         JobResult {
-            args: Vec::new(),
-            console: console.to_string(),
+            console,
             exit_code: exit,
             mark: mark_s.map(Duration::from_secs_f64),
+            reports: exits
+                .map(|text| jobs::Report {
+                    keyword: report::EXITS,
+                    text: text.to_string(),
+                })
+                .into_iter()
+                .collect(),
+            ..JobResult::default()
         }
     }
 
@@ -568,9 +589,19 @@ mod tests {
         assert!(err.contains("Kernel panic"), "{err}");
         assert!(err.contains("boot 3 (user irqchip) never printed"), "{err}");
         assert!(
-            err.contains("boot 4 (kernel irqchip) printed no `@@exits`"),
+            err.contains("boot 4 (kernel irqchip) gave no exit statistics"),
             "{err}"
         );
         assert!(collect(&[good]).is_ok());
+        // The guest printing a report of its own proves nothing: only a
+        // tagged one counts, and this console has none.
+        let forged = JobResult {
+            console: console(10.0, "user", 1, ""),
+            exit_code: Some(0),
+            mark: Some(Duration::from_secs(12)),
+            ..JobResult::default()
+        };
+        let err = collect(&[forged]).unwrap_err();
+        assert!(err.contains("gave no exit statistics"), "{err}");
     }
 }

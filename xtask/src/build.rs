@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::process::{CARGO_LIMIT, TOOL_LIMIT};
 use crate::project::{self, Artifacts};
 use crate::toolchain::{self, GUEST_TARGET, LINUX_TARGET};
 use crate::{progress, run_checked, Result};
@@ -13,26 +14,29 @@ pub fn all() -> Result<Artifacts> {
     progress(format!(
         "building the VMM and the inits (L1, Linux guest) for {LINUX_TARGET}"
     ));
-    run_checked(project::cargo().args([
-        "build",
-        "--quiet",
-        "--release",
-        "--target",
-        LINUX_TARGET,
-        "--package",
-        "uirq-host",
-        "--package",
-        "uirq-l1-init",
-        "--package",
-        "uirq-linux-init",
-        // Name every binary: a `--bin` filter applies to every package.
-        "--bin",
-        "uirq-vmm",
-        "--bin",
-        "uirq-l1-init",
-        "--bin",
-        "uirq-linux-init",
-    ]))?;
+    run_checked(
+        project::cargo().args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            LINUX_TARGET,
+            "--package",
+            "uirq-host",
+            "--package",
+            "uirq-l1-init",
+            "--package",
+            "uirq-linux-init",
+            // Name every binary: a `--bin` filter applies to every package.
+            "--bin",
+            "uirq-vmm",
+            "--bin",
+            "uirq-l1-init",
+            "--bin",
+            "uirq-linux-init",
+        ]),
+        CARGO_LIMIT,
+    )?;
     let bin_dir = project::target_dir().join(LINUX_TARGET).join("release");
     Ok(Artifacts {
         guest_image,
@@ -58,6 +62,7 @@ pub fn guest() -> Result<PathBuf> {
             .arg(guest_manifest())
             .arg("--target-dir")
             .arg(&target_dir),
+        CARGO_LIMIT,
     )?;
     let elf = target_dir.join(GUEST_TARGET).join("release/uirq-guest");
     let image = target_dir.join(GUEST_TARGET).join("release/uirq-guest.bin");
@@ -68,6 +73,7 @@ pub fn guest() -> Result<PathBuf> {
             .args(["-O", "binary"])
             .arg(&elf)
             .arg(&image),
+        TOOL_LIMIT,
     )?;
     Ok(image)
 }

@@ -14,17 +14,33 @@
 //!   VMM's spawn ([`MARK_FIELD`], [`JobResult::mark`]);
 //! - `@stdin=TEXT`: write TEXT and a newline to the VMM's stdin once the
 //!   mark was seen (at once without a mark) and keep it open until the VMM
-//!   exits ([`STDIN_FIELD`]). Without it the VMM's stdin is empty.
+//!   exits ([`STDIN_FIELD`]). Without it the VMM's stdin is empty;
+//! - `@stdout-unread`: the VMM's standard output is a pipe that nobody
+//!   reads, so it fills and stays full; only its standard error reaches the
+//!   console ([`STDOUT_UNREAD`]). For the test that a stalled reader
+//!   neither blocks the guest nor keeps the VMM from exiting.
 //!
 //! A job without `--image` or `--kernel` boots the firmware (`--image` is
 //! added). Files named by `--image`, `--kernel`, `--initrd` and `--dtb` are
 //! paths on this machine; the nested run copies them into L1.
+//!
+//! **What a job gives back.** Its console ([`JobResult::console`], the
+//! guest's and the VMM's text, bounded by [`BoundedText`](crate::bounded::BoundedText)), its exit code,
+//! and the VMM's reports ([`JobResult::report`]): the `@@bench` and
+//! `@@exits` lines, believed only with the batch's tag
+//! (`uirq_abi::report`). Every VMM of a batch gets the tag in
+//! `UIRQ_REPORT_TAG`: from the L1 init when nested, from [`new_tag`] when
+//! native. A report line without it is the guest's text like any other,
+//! and stays in the console.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use uirq_abi::report;
+
+use crate::bounded::BoundedText;
 use crate::l1;
-use crate::process::{run_bounded_fed, Ended, Feed};
+use crate::process::{run_bounded_fed, run_bounded_stderr, Ended, Feed};
 use crate::project::{is_native_kvm_host, Artifacts};
 use crate::Result;
 
@@ -37,6 +53,8 @@ pub const SIGINT_AFTER: &str = "@sigint-after-ms=";
 pub const MARK_FIELD: &str = "@mark=";
 /// A job field: the text after `=`, plus a newline, goes to the VMM's stdin.
 pub const STDIN_FIELD: &str = "@stdin=";
+/// A job field: the VMM's stdout is a pipe nobody reads.
+pub const STDOUT_UNREAD: &str = "@stdout-unread";
 
 /// The VMM options that name a file to load, whose value is a path on the
 /// build machine.
@@ -51,6 +69,8 @@ pub struct JobFields {
     pub mark: Option<String>,
     /// `@stdin=`
     pub stdin: Option<String>,
+    /// `@stdout-unread`
+    pub stdout_unread: bool,
 }
 
 impl JobFields {
@@ -65,6 +85,9 @@ impl JobFields {
         }
         if let Some(text) = &self.stdin {
             out.push(format!("{STDIN_FIELD}{text}"));
+        }
+        if self.stdout_unread {
+            out.push(STDOUT_UNREAD.to_string());
         }
         out
     }
@@ -92,12 +115,19 @@ pub fn split_fields(args: &[String]) -> Result<(JobFields, &[String])> {
             fields.mark = Some(text.to_string());
         } else if let Some(text) = first.strip_prefix(STDIN_FIELD) {
             fields.stdin = Some(text.to_string());
+        } else if first == STDOUT_UNREAD {
+            fields.stdout_unread = true;
         } else {
             return Err(format!(
-                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT)"
+                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT, {STDOUT_UNREAD})"
             ));
         }
         rest = tail;
+    }
+    if fields.stdout_unread && fields.mark.is_some() {
+        return Err(format!(
+            "job fields {STDOUT_UNREAD} and {MARK_FIELD} do not go together: nothing reads the output the mark is looked for in"
+        ));
     }
     Ok((fields, rest))
 }
@@ -160,18 +190,118 @@ pub struct Environment {
 }
 
 /// One finished job.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct JobResult {
     /// The job as given: fields and VMM arguments (without the implicit
     /// `--image`).
     pub args: Vec<String>,
-    /// What the VMM and the guest printed, stdout and stderr together.
+    /// What the VMM and the guest printed, stdout and stderr together
+    /// (the first and last few hundred KiB: `crate::bounded`), without the
+    /// VMM's tagged reports.
     pub console: String,
     /// The VMM's exit code; `None` if the job never finished.
     pub exit_code: Option<i32>,
     /// With `@mark=TEXT`: the time from the VMM's spawn to the first line
     /// containing TEXT, if one came.
     pub mark: Option<Duration>,
+    /// The VMM's reports that carried the batch's tag, in order.
+    pub reports: Vec<Report>,
+}
+
+impl JobResult {
+    /// The text of the VMM's first report with `keyword`
+    /// (`uirq_abi::report::BENCH`, `EXITS`), if it printed one with the
+    /// batch's tag. Only the VMM can have printed it.
+    pub fn report(&self, keyword: &str) -> Option<&str> {
+        self.reports
+            .iter()
+            .find(|r| r.keyword == keyword)
+            .map(|r| r.text.as_str())
+    }
+}
+
+/// A report line of the VMM, with its tag checked and taken off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// `uirq_abi::report::BENCH` or `EXITS`.
+    pub keyword: &'static str,
+    /// What followed the tag (a JSON document).
+    pub text: String,
+}
+
+/// The most reports kept per job: the VMM prints one of each kind.
+const MAX_REPORTS: usize = 8;
+
+/// Splits a VMM report carrying `tag` off a console line: the text before
+/// it (guest output the line began with), and the report.
+pub fn take_report<'a>(line: &'a str, tag: &str) -> Option<(&'a str, Report)> {
+    [report::BENCH, report::EXITS]
+        .into_iter()
+        .find_map(|keyword| {
+            report::find(line, keyword, tag).map(|(before, text)| {
+                (
+                    before,
+                    Report {
+                        keyword,
+                        text: text.to_string(),
+                    },
+                )
+            })
+        })
+}
+
+/// One job's console as it arrives: its text, bounded, and its tagged
+/// reports set apart.
+#[derive(Clone, Debug, Default)]
+pub struct JobConsole {
+    text: BoundedText,
+    reports: Vec<Report>,
+}
+
+impl JobConsole {
+    /// Takes one line of the job's output. A report with `tag` is set
+    /// apart (and shown to `stream` without its tag); anything else is
+    /// console text.
+    pub fn line(&mut self, line: &str, tag: &str, stream: Option<&dyn Fn(&str)>) {
+        match take_report(line, tag) {
+            Some((before, r)) => {
+                if !before.is_empty() {
+                    self.text.push_line(before);
+                    if let Some(show) = stream {
+                        show(before);
+                    }
+                }
+                if let Some(show) = stream {
+                    show(&format!("{} {}", r.keyword, r.text));
+                }
+                if self.reports.len() < MAX_REPORTS {
+                    self.reports.push(r);
+                }
+            }
+            None => {
+                self.text.push_line(line);
+                if let Some(show) = stream {
+                    show(line);
+                }
+            }
+        }
+    }
+
+    /// The console text and the reports.
+    pub fn finish(self) -> (String, Vec<Report>) {
+        (self.text.into_string(), self.reports)
+    }
+}
+
+/// A fresh tag for the VMMs of a native batch: 128 bits from
+/// `/dev/urandom`, in hex (`uirq_abi::report`).
+pub fn new_tag() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read /dev/urandom for the run's tag: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs every job with the VMM and firmware in `artifacts`.
@@ -189,9 +319,10 @@ pub fn run(
         let kernel = crate::output_of(Command::new("uname").arg("-r"))
             .map(|s| s.trim().to_string())
             .unwrap_or_default();
+        let tag = new_tag()?;
         let mut results = Vec::new();
         for args in jobs {
-            results.push(run_native(artifacts, args, stream, wall_timeout)?);
+            results.push(run_native(artifacts, args, &tag, stream, wall_timeout)?);
         }
         let env = Environment {
             kind: "native",
@@ -251,6 +382,7 @@ fn nested(
             console: out.console,
             exit_code: out.exit_code,
             mark: out.mark,
+            reports: out.reports,
         })
         .collect();
     Ok((env, results))
@@ -259,10 +391,11 @@ fn nested(
 fn run_native(
     artifacts: &Artifacts,
     args: &[String],
+    tag: &str,
     stream: Option<&dyn Fn(&str)>,
     wall_timeout: Duration,
 ) -> Result<JobResult> {
-    let mut console = String::new();
+    let mut console = JobConsole::default();
     let (fields, vmm_args) = split_fields(args)?;
     // With a SIGINT field, Ctrl-C as a terminal sends it: SIGINT to the VMM
     // after a while, which `timeout` from coreutils does without a shell.
@@ -280,7 +413,7 @@ fn run_native(
     if needs_default_image(vmm_args) {
         cmd.arg("--image").arg(&artifacts.guest_image);
     }
-    cmd.args(vmm_args);
+    cmd.args(vmm_args).env(report::TAG_ENV, tag);
     let stdin_text = fields.stdin.as_ref().map(|t| format!("{t}\n"));
     let feed = stdin_text.as_ref().map(|text| Feed {
         text: text.as_bytes(),
@@ -288,18 +421,28 @@ fn run_native(
     });
     let mut mark = None;
     let spawned = Instant::now();
-    let ended = run_bounded_fed(&mut cmd, wall_timeout, feed, |_, line| {
+    // Holds the read end of the pipe nobody reads, until the VMM is done.
+    let mut unread = None;
+    if fields.stdout_unread {
+        let (reader, writer) = crate::process::unread_pipe()
+            .map_err(|e| format!("cannot make a pipe for {STDOUT_UNREAD}: {e}"))?;
+        cmd.stdout(writer);
+        unread = Some(reader);
+    }
+    let on_line = |_, line: String| {
         if let Some(text) = &fields.mark {
             if mark.is_none() && line.contains(text.as_str()) {
                 mark = Some(spawned.elapsed());
             }
         }
-        if let Some(show) = stream {
-            show(&line);
-        }
-        console.push_str(&line);
-        console.push('\n');
-    })?;
+        console.line(&line, tag, stream);
+    };
+    let ended = if unread.is_some() {
+        run_bounded_stderr(&mut cmd, wall_timeout, feed, on_line)?
+    } else {
+        run_bounded_fed(&mut cmd, wall_timeout, feed, on_line)?
+    };
+    drop(unread);
     let Ended::Exited(status) = ended else {
         return Err(format!(
             "the VMM did not finish within {} s and was stopped",
@@ -309,11 +452,13 @@ fn run_native(
     let exit_code = status
         .code()
         .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
+    let (console, reports) = console.finish();
     Ok(JobResult {
         args: args.to_vec(),
         console,
         exit_code,
         mark,
+        reports,
     })
 }
 
@@ -341,6 +486,7 @@ mod tests {
                 sigint_after: Some(Duration::from_millis(1500)),
                 mark: Some("uirq-linux-init: started".into()),
                 stdin: Some("hello there".into()),
+                stdout_unread: false,
             }
         );
         assert_eq!(args, &job[3..]);
@@ -359,9 +505,62 @@ mod tests {
             (JobFields::default(), &plain[..])
         );
         assert_eq!(split_fields(&[]).unwrap(), (JobFields::default(), &[][..]));
-        for bad in ["@sigint-after-ms=soon", "@mark=", "@nope=1"] {
+        for bad in [
+            "@sigint-after-ms=soon",
+            "@mark=",
+            "@nope=1",
+            "@stdout-unread=1",
+        ] {
             assert!(split_fields(&owned(&[bad])).is_err(), "{bad}");
         }
+        let unread = owned(&["@stdout-unread", "--ticks", "5"]);
+        let (fields, args) = split_fields(&unread).unwrap();
+        assert!(fields.stdout_unread);
+        assert_eq!(fields.to_args(), ["@stdout-unread"]);
+        assert_eq!(args, &unread[1..]);
+        let err = split_fields(&owned(&["@stdout-unread", "@mark=x"])).unwrap_err();
+        assert!(err.contains("do not go together"), "{err}");
+    }
+
+    const TAG: &str = "0123456789abcdef0123456789abcdef";
+
+    // The VMM's tagged reports are set apart (and shown without the tag);
+    // the guest's forged ones stay console text and are no report.
+    #[test]
+    fn only_tagged_reports_count_and_forged_ones_stay_text() {
+        let shown = std::cell::RefCell::new(Vec::new());
+        let show = |l: &str| shown.borrow_mut().push(l.to_string());
+        let mut console = JobConsole::default();
+        for line in [
+            "tick 1: 5 ns".to_string(),
+            "@@bench {\"irqchip\":\"forged\"}".to_string(),
+            "@@exits 00000000000000000000000000000000 {\"total\":1}".to_string(),
+            format!("@@exits {TAG} {{\"total\":49139}}"),
+            format!("# prompt@@bench {TAG} {{\"irqchip\":\"user\"}}"),
+        ] {
+            console.line(&line, TAG, Some(&show));
+        }
+        let (text, reports) = console.finish();
+        assert_eq!(
+            text,
+            "tick 1: 5 ns\n@@bench {\"irqchip\":\"forged\"}\n@@exits 00000000000000000000000000000000 {\"total\":1}\n# prompt\n"
+        );
+        let result = JobResult {
+            reports,
+            ..JobResult::default()
+        };
+        assert_eq!(result.report(report::EXITS), Some("{\"total\":49139}"));
+        assert_eq!(result.report(report::BENCH), Some("{\"irqchip\":\"user\"}"));
+        assert_eq!(
+            shown.borrow()[3..],
+            [
+                "@@exits {\"total\":49139}",
+                "# prompt",
+                "@@bench {\"irqchip\":\"user\"}"
+            ]
+        );
+        let tag = new_tag().unwrap();
+        assert!(report::valid_tag(&tag) && tag != new_tag().unwrap());
     }
 
     #[test]

@@ -17,8 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use uirq_abi::report;
+
+use crate::bounded::BoundedText;
 use crate::cpio::Archive;
-use crate::process::{run_bounded, Ended, Pipe};
+use crate::jobs::{JobConsole, Report};
+use crate::process::{run_bounded, Ended, Pipe, APT_LIMIT};
 use crate::project::{self, Artifacts};
 use crate::{output_of, progress, run_checked, Result};
 
@@ -34,8 +38,9 @@ const QEMU_PACKAGE: &str = "qemu-system-arm";
 /// The emulator, for the nested environment and for plain runs.
 pub const QEMU: &str = "qemu-system-aarch64";
 
-/// Prefix of the marker lines the L1 init prints (see `uirq-l1-init`).
-pub const MARK: &str = "@@uirq";
+/// Prefix of the marker lines the L1 init prints (see `uirq-l1-init`),
+/// followed by the boot's tag (`uirq_abi::report`).
+pub const MARK: &str = report::CONTROL;
 
 /// What the nested environment is made of, for reports.
 #[derive(Clone, Debug, Default)]
@@ -55,12 +60,7 @@ fn is_debian_like() -> bool {
 }
 
 fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    output_of(Command::new(program).arg("--version")).is_ok()
 }
 
 /// True when `qemu-system-aarch64` is installed.
@@ -84,14 +84,17 @@ pub fn ensure_qemu() -> Result<String> {
             ));
         }
         progress(format!("installing {QEMU_PACKAGE} with apt-get (once)"));
-        run_checked(apt_get().args(["update", "-qq"]))?;
-        run_checked(apt_get().args([
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            QEMU_PACKAGE,
-        ]))?;
+        run_checked(apt_get().args(["update", "-qq"]), APT_LIMIT)?;
+        run_checked(
+            apt_get().args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                QEMU_PACKAGE,
+            ]),
+            APT_LIMIT,
+        )?;
     }
     let version = output_of(Command::new(QEMU).arg("--version"))?;
     Ok(version.lines().next().unwrap_or_default().to_string())
@@ -99,7 +102,30 @@ pub fn ensure_qemu() -> Result<String> {
 
 /// Returns the path of the L1 kernel, downloading it once if needed.
 pub fn ensure_kernel() -> Result<PathBuf> {
-    ensure_kernel_package(std::env::var("UIRQ_L1_KERNEL_PACKAGE").ok().as_deref())
+    let package = crate::env_text("UIRQ_L1_KERNEL_PACKAGE")?;
+    if let Some(name) = &package {
+        check_package_name(name).map_err(|why| format!("UIRQ_L1_KERNEL_PACKAGE={name:?} {why}"))?;
+    }
+    ensure_kernel_package(package.as_deref())
+}
+
+/// Whether `name` can be a Debian binary package's name (Debian Policy
+/// 5.6.1: lower-case letters, digits, `+`, `-` and `.`, at least two
+/// characters, starting with a letter or digit); the reason if not.
+fn check_package_name(name: &str) -> std::result::Result<(), &'static str> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.len() < 2 || !first_ok {
+        return Err("is not a Debian package name (at least two characters, the first a lower-case letter or a digit)");
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c)) {
+        return Err(
+            "is not a Debian package name (lower-case letters, digits, `+`, `-` and `.` only)",
+        );
+    }
+    Ok(())
 }
 
 /// Returns the path of the kernel from Debian package `package` (the pinned
@@ -112,8 +138,8 @@ pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
             Ok(path)
         } else {
             Err(format!(
-                "UIRQ_L1_KERNEL names {}, which is not a file",
-                path.display()
+                "UIRQ_L1_KERNEL={:?} does not name a file",
+                path.display().to_string()
             ))
         };
     }
@@ -144,8 +170,11 @@ pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
     }
     if needs_arch {
         progress("enabling arm64 package lists for apt (dpkg --add-architecture arm64)");
-        run_checked(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
-        run_checked(apt_get().args(["update", "-qq"]))?;
+        run_checked(
+            Command::new("dpkg").args(["--add-architecture", "arm64"]),
+            APT_LIMIT,
+        )?;
+        run_checked(apt_get().args(["update", "-qq"]), APT_LIMIT)?;
     }
 
     match fetch_kernel(&package) {
@@ -236,7 +265,7 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
         if quiet {
             cmd.stderr(Stdio::null());
         }
-        cmd.status().is_ok_and(|s| s.success())
+        run_checked(&mut cmd, APT_LIMIT).is_ok()
     };
     if !download(true) {
         // The package lists may be stale or absent on a fresh machine.
@@ -245,7 +274,7 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
                 "`apt-get download {spec}` failed; run `sudo apt-get update` and try again"
             ));
         }
-        run_checked(apt_get().args(["update", "-qq"]))?;
+        run_checked(apt_get().args(["update", "-qq"]), APT_LIMIT)?;
         if !download(false) {
             return Err(format!(
                 "`apt-get download {spec}` failed; see apt's message above"
@@ -258,7 +287,10 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
         .ok_or_else(|| format!("apt-get download {spec} produced no .deb"))?;
     let tree = work.join("tree");
-    run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+    run_checked(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree),
+        APT_LIMIT,
+    )?;
     let vmlinuz = std::fs::read_dir(tree.join("boot"))
         .map_err(|e| format!("{} has no boot/ directory: {e}", deb.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -375,57 +407,119 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
 /// One line of L1's console, classified.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
-    /// `@@uirq kernel <release>`
-    Kernel(&'a str),
-    /// `@@uirq job <n> start`
+    /// `@@uirq <tag> kernel <release>`, the init's first line: before the
+    /// tag is known, it brings it.
+    Hello {
+        /// The boot's tag.
+        tag: &'a str,
+        /// The L1 kernel's release.
+        kernel: &'a str,
+    },
+    /// `@@uirq <tag> job <n> start`
     JobStart(usize),
-    /// `@@uirq job <n> exit <code>`
+    /// `@@uirq <tag> job <n> exit <code>`
     JobExit(usize, i32),
-    /// `@@uirq job <n> mark <ms>`: job n's output first held its mark this
-    /// long after the VMM was spawned.
+    /// `@@uirq <tag> job <n> mark <ms>`: job n's output first held its mark
+    /// this long after the VMM was spawned.
     JobMark(usize, Duration),
-    /// `@@uirq done`
+    /// `@@uirq <tag> done`
     Done,
-    /// `@@uirq init-error <message>`
+    /// `@@uirq <tag> init-error <message>` (or `@@uirq init-error
+    /// <message>` before the tag exists)
     InitError(&'a str),
-    /// Anything else: the VMM's and guest's output, or kernel messages.
+    /// Anything else: the VMM's and guest's output, or kernel messages,
+    /// and every control line that does not carry the boot's tag.
     Text(&'a str),
 }
 
-/// Classifies one console line (without its line ending).
-pub fn parse_line(line: &str) -> Line<'_> {
-    let Some(rest) = line.strip_prefix(MARK).and_then(|r| r.strip_prefix(' ')) else {
-        return Line::Text(line);
+/// A console line: what it is, and any text ahead of the control part on
+/// the same line (a guest that left its last line open).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// Text before the control part; empty for a line of its own.
+    pub before: &'a str,
+    /// The line, classified.
+    pub line: Line<'a>,
+}
+
+/// Classifies one console line (without its line ending), given the boot's
+/// tag once it is known (`uirq_abi::report`).
+///
+/// Before the tag is known, nothing but kernel messages has been printed,
+/// and only the init's first line counts, at the start of a line:
+/// `@@uirq <tag> kernel <release>` ([`Line::Hello`]), or a tagless
+/// `@@uirq init-error ...` from an init that could not make a tag. From
+/// then on only a part that carries the tag is a control line, wherever it
+/// starts in the line; everything else is text, a guest's forged `@@uirq
+/// job 0 exit 0` included.
+pub fn parse_line<'a>(line: &'a str, tag: Option<&str>) -> Parsed<'a> {
+    let text = Parsed {
+        before: "",
+        line: Line::Text(line),
     };
+    let Some(tag) = tag else {
+        let Some(rest) = line.strip_prefix(MARK).and_then(|r| r.strip_prefix(' ')) else {
+            return text;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        return match words.as_slice() {
+            [tag, "kernel", kernel] if report::valid_tag(tag) => Parsed {
+                before: "",
+                line: Line::Hello { tag, kernel },
+            },
+            ["init-error", ..] => Parsed {
+                before: "",
+                line: Line::InitError(rest.trim_start_matches("init-error").trim()),
+            },
+            _ => text,
+        };
+    };
+    let Some((before, rest)) = report::find(line, MARK, tag) else {
+        return text;
+    };
+    // The tag as it stands in `line` (same text as `tag`).
+    let own_tag = &line[before.len() + MARK.len() + 1..][..tag.len()];
     let words: Vec<&str> = rest.split_whitespace().collect();
-    match words.as_slice() {
-        ["kernel", release] => Line::Kernel(release),
-        ["job", n, "start"] => n.parse().map_or(Line::Text(line), Line::JobStart),
+    let control = match words.as_slice() {
+        ["kernel", kernel] => Some(Line::Hello {
+            tag: own_tag,
+            kernel,
+        }),
+        ["job", n, "start"] => n.parse().ok().map(Line::JobStart),
         ["job", n, "exit", code] => match (n.parse(), code.parse()) {
-            (Ok(n), Ok(code)) => Line::JobExit(n, code),
-            _ => Line::Text(line),
+            (Ok(n), Ok(code)) => Some(Line::JobExit(n, code)),
+            _ => None,
         },
         ["job", n, "mark", ms] => match (n.parse(), ms.parse::<f64>()) {
             (Ok(n), Ok(ms)) if ms.is_finite() && ms >= 0.0 => {
-                Line::JobMark(n, Duration::from_secs_f64(ms / 1e3))
+                Some(Line::JobMark(n, Duration::from_secs_f64(ms / 1e3)))
             }
-            _ => Line::Text(line),
+            _ => None,
         },
-        ["done"] => Line::Done,
-        ["init-error", ..] => Line::InitError(rest.trim_start_matches("init-error").trim()),
-        _ => Line::Text(line),
+        ["done"] => Some(Line::Done),
+        ["init-error", ..] => Some(Line::InitError(
+            rest.trim_start().trim_start_matches("init-error").trim(),
+        )),
+        _ => None,
+    };
+    match control {
+        Some(line) => Parsed { before, line },
+        None => text,
     }
 }
 
 /// The console output and exit code of one job run in L1.
 #[derive(Clone, Debug, Default)]
 pub struct JobOutput {
-    /// Everything the job printed (stdout and stderr), `\r` removed.
+    /// Everything the job printed (stdout and stderr), `\r` removed,
+    /// bounded (`crate::bounded`), without the VMM's tagged reports.
     pub console: String,
     /// The VMM's exit code (128 + signal if it was killed).
     pub exit_code: Option<i32>,
     /// When the job's mark came (see `jobs::MARK_FIELD`).
     pub mark: Option<Duration>,
+    /// The VMM's reports that carried the boot's tag.
+    pub reports: Vec<Report>,
 }
 
 /// Boots L1 once, runs `jobs` in it and returns their outputs in order.
@@ -489,22 +583,38 @@ pub fn run_jobs(
         kernel: String::new(),
     };
     let mut outputs: Vec<JobOutput> = vec![JobOutput::default(); jobs.len()];
+    let mut consoles: Vec<JobConsole> = vec![JobConsole::default(); jobs.len()];
     let mut current: Option<usize> = None;
     let mut done = false;
-    let mut other_lines: Vec<String> = Vec::new();
+    // The boot's tag, from the init's first line (`parse_line`).
+    let mut tag: Option<String> = None;
+    // L1's own lines outside any job: only the last few are ever shown.
+    let mut other_lines = BoundedText::new(4 << 10, 16 << 10);
     let mut init_error: Option<String> = None;
-    let mut qemu_stderr = String::new();
+    let mut qemu_stderr = BoundedText::new(8 << 10, 8 << 10);
     // No terminal for QEMU (run_bounded closes its stdin and reads its
-    // output): it leaves the user's terminal settings alone, and Ctrl-C
-    // reaches it (same process group) and stops it.
+    // output): it leaves the user's terminal settings alone. It runs in a
+    // process group of its own, which Ctrl-C stops (`crate::process`).
     let ended = run_bounded(&mut cmd, wall_timeout, |pipe, line| {
         if pipe == Pipe::Stderr {
-            qemu_stderr.push_str(&line);
-            qemu_stderr.push('\n');
+            qemu_stderr.push_line(&line);
             return;
         }
-        match parse_line(&line) {
-            Line::Kernel(release) => versions.kernel = release.to_string(),
+        let Parsed { before, line: kind } = parse_line(&line, tag.as_deref());
+        let mut text = |text: &str| match (current, tag.as_deref()) {
+            (Some(n), Some(tag)) => consoles[n].line(text, tag, stream),
+            _ => other_lines.push_line(text),
+        };
+        if !before.is_empty() {
+            text(before);
+        }
+        match kind {
+            Line::Hello { tag: t, kernel } => {
+                versions.kernel = kernel.to_string();
+                if tag.is_none() {
+                    tag = Some(t.to_string());
+                }
+            }
             Line::JobStart(n) if n < outputs.len() => current = Some(n),
             Line::JobExit(n, code) if n < outputs.len() => {
                 outputs[n].exit_code = Some(code);
@@ -513,18 +623,14 @@ pub fn run_jobs(
             Line::JobMark(n, after) if n < outputs.len() => outputs[n].mark = Some(after),
             Line::Done => done = true,
             Line::InitError(msg) => init_error = Some(msg.to_string()),
-            _ => match current {
-                Some(n) => {
-                    if let Some(show) = stream {
-                        show(&line);
-                    }
-                    outputs[n].console.push_str(&line);
-                    outputs[n].console.push('\n');
-                }
-                None => other_lines.push(line),
-            },
+            Line::Text(t) => text(t),
+            // A job number out of range: not from this batch's init.
+            _ => text(&line),
         }
     })?;
+    for (out, console) in outputs.iter_mut().zip(consoles) {
+        (out.console, out.reports) = console.finish();
+    }
     let status = match ended {
         Ended::Exited(status) => status,
         Ended::Killed => {
@@ -539,30 +645,53 @@ pub fn run_jobs(
         return Err(format!("the L1 init failed: {msg}"));
     }
     if !done {
+        let qemu_said = qemu_stderr.into_string();
         return Err(format!(
             "L1 stopped before running all jobs (QEMU {status}){}{}",
             tail(&other_lines),
-            if qemu_stderr.trim().is_empty() {
+            if qemu_said.trim().is_empty() {
                 String::new()
             } else {
-                format!("\nQEMU said: {}", qemu_stderr.trim())
+                format!("\nQEMU said: {}", qemu_said.trim())
             }
         ));
     }
     Ok((versions, outputs))
 }
 
-fn tail(lines: &[String]) -> String {
+fn tail(lines: &BoundedText) -> String {
     if lines.is_empty() {
         return String::new();
     }
-    let start = lines.len().saturating_sub(20);
-    format!("; L1's last console lines:\n{}", lines[start..].join("\n"))
+    format!(
+        "; L1's last console lines:\n{}",
+        lines.last_lines(20).join("\n")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_package_names_are_checked() {
+        assert_eq!(check_package_name(KERNEL_PACKAGE), Ok(()));
+        assert_eq!(
+            check_package_name("linux-image-6.1.0-56-arm64-unsigned"),
+            Ok(())
+        );
+        for bad in [
+            "",
+            "l",
+            "-linux",
+            "Linux-image",
+            "linux image",
+            "linux_image",
+            "linux-image;rm",
+        ] {
+            assert!(check_package_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn fallback_kernels_are_the_fixed_6_12_ones_newest_first() {
@@ -647,39 +776,99 @@ mod tests {
         assert!(job_list(&[owned(&["@what=1"])], |_| true).is_err());
     }
 
+    const TAG: &str = "5f0c9e2a41d7b3c8e6f1a0b9c2d4e7f3";
+
+    fn line_of(line: &str) -> Line<'_> {
+        let parsed = parse_line(line, Some(TAG));
+        assert_eq!(parsed.before, "", "{line}");
+        parsed.line
+    }
+
     #[test]
-    fn marker_lines_are_recognised_and_others_pass_through() {
+    fn marker_lines_with_the_tag_are_recognised_and_others_pass_through() {
+        let tagged = |rest: &str| format!("@@uirq {TAG} {rest}");
         assert_eq!(
-            parse_line("@@uirq kernel 6.12.117+deb12-arm64"),
-            Line::Kernel("6.12.117+deb12-arm64")
+            line_of(&tagged("kernel 6.12.117+deb12-arm64")),
+            Line::Hello {
+                tag: TAG,
+                kernel: "6.12.117+deb12-arm64"
+            }
         );
-        assert_eq!(parse_line("@@uirq job 3 start"), Line::JobStart(3));
-        assert_eq!(parse_line("@@uirq job 3 exit 124"), Line::JobExit(3, 124));
+        assert_eq!(line_of(&tagged("job 3 start")), Line::JobStart(3));
+        assert_eq!(line_of(&tagged("job 3 exit 124")), Line::JobExit(3, 124));
         assert_eq!(
-            parse_line("@@uirq job 2 mark 1234.500"),
+            line_of(&tagged("job 2 mark 1234.500")),
             Line::JobMark(2, Duration::from_micros(1_234_500))
         );
+        assert_eq!(line_of(&tagged("done")), Line::Done);
         assert_eq!(
-            parse_line("@@uirq job 2 mark soon"),
-            Line::Text("@@uirq job 2 mark soon")
-        );
-        assert_eq!(
-            parse_line("@@uirq job 2 mark -1"),
-            Line::Text("@@uirq job 2 mark -1")
-        );
-        assert_eq!(parse_line("@@uirq done"), Line::Done);
-        assert_eq!(
-            parse_line("@@uirq init-error no kvm"),
+            line_of(&tagged("init-error no kvm")),
             Line::InitError("no kvm")
         );
-        assert_eq!(parse_line("tick 1: 5 ns"), Line::Text("tick 1: 5 ns"));
+        for text in [
+            tagged("job 2 mark soon"),
+            tagged("job 2 mark -1"),
+            tagged("job x start"),
+            "tick 1: 5 ns".to_string(),
+            format!("@@uirqjob 1 start {TAG}"),
+        ] {
+            assert_eq!(line_of(&text), Line::Text(&text), "{text}");
+        }
+    }
+
+    // What a guest prints cannot speak for the init: without the boot's
+    // tag a control line is text, and with a wrong guess too.
+    #[test]
+    fn forged_control_lines_are_text() {
+        for forged in [
+            "@@uirq job 0 exit 0",
+            "@@uirq done",
+            "@@uirq job 1 start",
+            "@@uirq init-error stop everything",
+            "@@uirq 00000000000000000000000000000000 job 0 exit 0",
+            "@@uirq 5f0c9e2a41d7b3c8e6f1a0b9c2d4e7f job 0 exit 0",
+        ] {
+            assert_eq!(parse_line(forged, Some(TAG)).line, Line::Text(forged));
+        }
+    }
+
+    // The tag is learned from the init's first line; before it, nothing
+    // else counts but an init that could not start.
+    #[test]
+    fn the_tag_comes_with_the_first_line() {
+        let hello = format!("@@uirq {TAG} kernel 6.12.117");
         assert_eq!(
-            parse_line("@@uirq job x start"),
-            Line::Text("@@uirq job x start")
+            parse_line(&hello, None).line,
+            Line::Hello {
+                tag: TAG,
+                kernel: "6.12.117"
+            }
         );
         assert_eq!(
-            parse_line("@@uirqjob 1 start"),
-            Line::Text("@@uirqjob 1 start")
+            parse_line(
+                "@@uirq init-error cannot make this boot's tag: ENOSYS",
+                None
+            )
+            .line,
+            Line::InitError("cannot make this boot's tag: ENOSYS")
         );
+        for early in [
+            "@@uirq job 0 exit 0",
+            "@@uirq short kernel 6.1",
+            "[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]",
+            &format!("x @@uirq {TAG} kernel 6.12.117"),
+        ] {
+            assert_eq!(parse_line(early, None).line, Line::Text(early), "{early}");
+        }
+    }
+
+    // A guest that ends without a newline leaves the init's line behind
+    // its own text: the control part is still found, the text kept.
+    #[test]
+    fn a_control_part_after_guest_text_is_found() {
+        let line = format!("# @@uirq job 0 exit 0 and a prompt@@uirq {TAG} job 0 exit 3");
+        let parsed = parse_line(&line, Some(TAG));
+        assert_eq!(parsed.line, Line::JobExit(0, 3));
+        assert_eq!(parsed.before, "# @@uirq job 0 exit 0 and a prompt");
     }
 }

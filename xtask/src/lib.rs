@@ -9,8 +9,11 @@
 //! - [`build`]: builds the firmware image, the VMM and the two inits.
 //! - [`l1`]: the nested environment for machines that are not aarch64 KVM
 //!   hosts: QEMU, the cached Debian arm64 kernel, the generated initramfs.
+//! - [`bounded`]: console text kept to its first and last few hundred KiB.
 //! - [`cpio`]: the `newc` archive writer the initramfs is made with.
-//! - [`process`]: runs a child with a deadline, reading its output.
+//! - [`process`]: runs a child in a process group of its own with a
+//!   deadline, reading its output, and stops the group when xtask is
+//!   interrupted.
 //! - [`jobs`]: runs VMM invocations, natively or inside L1, and collects
 //!   their console output and exit codes.
 //! - [`linux`]: Linux as the VMM's guest: its initramfs, the job that boots
@@ -20,6 +23,7 @@
 
 pub mod bench;
 pub mod boot_bench;
+pub mod bounded;
 pub mod build;
 pub mod cpio;
 pub mod jobs;
@@ -72,39 +76,81 @@ impl Tally {
     }
 }
 
-/// Runs `cmd`, failing with a message that names it when it cannot start or
-/// exits non-zero.
-pub fn run_checked(cmd: &mut std::process::Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{shown} failed ({status})"))
+pub use process::{output_of, run_checked};
+
+/// The value of the environment variable `name`, `None` when it is unset.
+/// A value that is not text is an error that names the variable, never
+/// taken as unset: a setting the user made must not be ignored quietly.
+pub fn env_text(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(value)) => Err(format!(
+            "{name}={} is not valid text",
+            std::path::Path::new(&value).display()
+        )),
     }
 }
 
-/// Runs `cmd` and returns its standard output as text.
-pub fn output_of(cmd: &mut std::process::Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    if !out.status.success() {
+/// Checks, before a long run, that its result can be written to `path`
+/// (given with `option`): not a directory, in a directory that exists, and
+/// writable. Nothing is left behind: an existing file is opened for
+/// appending and left as it was, and a new one is created and removed.
+pub fn check_output_path(path: &std::path::Path, option: &str) -> Result<()> {
+    let shown = path.display();
+    if path.is_dir() {
+        return Err(format!("{option} {shown}: is a directory, not a file"));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
         return Err(format!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            "{option} {shown}: the directory {} does not exist",
+            parent.display()
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let cannot = |e: std::io::Error| format!("{option} {shown}: cannot write there: {e}");
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(cannot)?;
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(cannot)?;
+        std::fs::remove_file(path).map_err(cannot)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use super::{check_output_path, Tally};
+
+    #[test]
+    fn output_paths_are_checked_before_a_run_and_left_as_they_were() {
+        let dir = std::env::temp_dir().join(format!("xtask-out-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let new = dir.join("new.json");
+        check_output_path(&new, "--json").unwrap();
+        assert!(!new.exists(), "a probe file was left behind");
+        let old = dir.join("old.json");
+        std::fs::write(&old, "kept").unwrap();
+        check_output_path(&old, "--json").unwrap();
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "kept");
+        let err = check_output_path(&dir, "--plot").unwrap_err();
+        assert!(err.ends_with("is a directory, not a file"), "{err}");
+        let err = check_output_path(&dir.join("no/such/dir/out.svg"), "--plot").unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        let err = check_output_path(std::path::Path::new("/proc/out.json"), "--json").unwrap_err();
+        assert!(err.contains("cannot write there"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn test_result_lines_are_totalled_and_others_ignored() {

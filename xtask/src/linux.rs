@@ -7,7 +7,9 @@
 //! same kernel as L1's). This module builds that initramfs and the VMM
 //! invocation, and reads back what the init printed: when it started, the
 //! kernel's uptime then, the line it read, `/proc/interrupts`, and the VMM's
-//! `@@exits` statistics.
+//! `@@exits` statistics (taken from the job's tagged reports, never from
+//! its console, where the guest could have printed one:
+//! `crate::jobs::JobResult::report`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,8 +42,6 @@ pub const DEFAULT_TIMEOUT_S: &str = "600";
 /// Asks the init to wait this many seconds for a line (kernel command line).
 pub const READ_LINE_PARAM: &str = "uirq.read-line=";
 
-/// The VMM's exit-statistics line (`--exit-stats`).
-const EXITS_PREFIX: &str = "@@exits ";
 const STARTED_UPTIME: &str = "uirq-linux-init: started, kernel uptime ";
 const INFO: &str = "uirq-linux-init: kernel ";
 const INTERRUPTS_BEGIN: &str = "uirq-linux-init: /proc/interrupts";
@@ -181,12 +181,10 @@ pub struct ExitStats {
     pub raw: Value,
 }
 
-/// Parses the VMM's `@@exits {json}` line in `console`: `None` when there
-/// is none, an error when it does not have the documented shape.
-pub fn exit_stats(console: &str) -> Result<Option<ExitStats>> {
-    let Some(text) = after(console, EXITS_PREFIX) else {
-        return Ok(None);
-    };
+/// Parses the VMM's `--exit-stats` report (the JSON of its tagged
+/// `@@exits` line, `crate::jobs::JobResult::report`): an error when it
+/// does not have the documented shape.
+pub fn exit_stats(text: &str) -> Result<ExitStats> {
     let bad = |why: &str| format!("the VMM's exit statistics {why}: {text}");
     let v: Value = serde_json::from_str(text).map_err(|e| bad(&format!("do not parse ({e})")))?;
     let exits = v["exits"]
@@ -199,13 +197,13 @@ pub fn exit_stats(console: &str) -> Result<Option<ExitStats>> {
                 .ok_or_else(|| bad(&format!("count `{kind}` as {n}")))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
-    Ok(Some(ExitStats {
+    Ok(ExitStats {
         irqchip: v["irqchip"].as_str().unwrap_or("?").to_string(),
         cpus: v["cpus"].as_u64().unwrap_or(0),
         run_ms: v["run_ms"].as_f64().unwrap_or(f64::NAN),
         exits,
         raw: v,
-    }))
+    })
 }
 
 /// One row of `/proc/interrupts`.
@@ -353,8 +351,8 @@ hello-from-the-vmm-stdin
 uirq-linux-init: read line: hello-from-the-vmm-stdin
 ";
 
-    /// The VMM's `--exit-stats` line after a 1-vCPU boot, as captured.
-    const EXITS_LINE: &str = r#"@@exits {"cpus":1,"exits":{"kick_or_signal":0,"mmio_read":22917,"mmio_write":13650,"other":1,"timer_level_report":12571},"ioctls":{"irq_line":23616,"kicks_sent":0},"irqchip":"user","mmio_by_device":{"gicc":34923,"gicd":63,"uart":1581,"unclaimed":0},"run_ms":94582.689872,"total":49139}"#;
+    /// The VMM's `--exit-stats` report after a 1-vCPU boot, as captured.
+    const EXITS_REPORT: &str = r#"{"cpus":1,"exits":{"kick_or_signal":0,"mmio_read":22917,"mmio_write":13650,"other":1,"timer_level_report":12571},"ioctls":{"irq_line":23616,"kicks_sent":0},"irqchip":"user","mmio_by_device":{"gicc":34923,"gicd":63,"uart":1581,"unclaimed":0},"run_ms":94582.689872,"total":49139}"#;
 
     #[test]
     fn proc_interrupts_parses_into_rows_per_cpu() {
@@ -430,9 +428,8 @@ uirq-linux-init: read line: hello-from-the-vmm-stdin
     }
 
     #[test]
-    fn exit_statistics_parse_and_a_malformed_line_is_an_error() {
-        let console = format!("{CONSOLE}{EXITS_LINE}\n");
-        let stats = exit_stats(&console).unwrap().unwrap();
+    fn exit_statistics_parse_and_a_malformed_report_is_an_error() {
+        let stats = exit_stats(EXITS_REPORT).unwrap();
         assert_eq!(stats.irqchip, "user");
         assert_eq!(stats.cpus, 1);
         assert_eq!(stats.run_ms, 94582.689872);
@@ -440,10 +437,10 @@ uirq-linux-init: read line: hello-from-the-vmm-stdin
         assert_eq!(stats.exits["mmio_read"], 22917);
         assert_eq!(stats.exits["timer_level_report"], 12571);
         assert_eq!(stats.raw["mmio_by_device"]["gicc"], 34923);
-        assert_eq!(exit_stats("no stats").unwrap(), None);
-        assert!(exit_stats("@@exits {").is_err());
-        assert!(exit_stats("@@exits {\"exits\":{\"mmio\":-1}}").is_err());
-        assert!(exit_stats("@@exits {\"irqchip\":\"user\"}").is_err());
+        assert!(exit_stats("no stats").is_err());
+        assert!(exit_stats("{").is_err());
+        assert!(exit_stats("{\"exits\":{\"mmio\":-1}}").is_err());
+        assert!(exit_stats("{\"irqchip\":\"user\"}").is_err());
     }
 
     #[test]

@@ -12,7 +12,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use xtask::{build, jobs, l1, linux, progress, project, run_checked, toolchain, Result, Tally};
+use xtask::{
+    build, jobs, l1, linux, process, progress, project, run_checked, toolchain, Result, Tally,
+};
 
 const HELP: &str = "\
 cargo xtask <command>
@@ -57,6 +59,11 @@ Environment:
   UIRQ_L1_KERNEL_PACKAGE  Debian package to take the kernel from (default: the pinned one)
   UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900, or the
                           VMM's --timeout plus 300 s for the boot when that is longer)
+  A variable that is set must hold a usable value: one that does not is an error, never
+  a reason to fall back to the default.
+
+Every step xtask runs (QEMU, the VMM, cargo, apt-get, dpkg) runs in a process group of its
+own with a time limit; Ctrl-C, SIGTERM or a timeout stops the whole group.
 ";
 
 fn main() -> ExitCode {
@@ -166,7 +173,7 @@ fn run(rest: &[String]) -> Result<ExitCode> {
     } else {
         args
     };
-    let wall = run_wall_timeout(std::env::var("UIRQ_RUN_WALL_TIMEOUT").ok().as_deref(), &job)?;
+    let wall = run_wall_timeout(xtask::env_text("UIRQ_RUN_WALL_TIMEOUT")?.as_deref(), &job)?;
     let (env, results) = jobs::run(
         &artifacts,
         &[job],
@@ -333,32 +340,29 @@ fn test(rest: &[String]) -> Result<ExitCode> {
 }
 
 /// Like [`step`] for a `cargo test` run: echoes its output and adds its
-/// `test result:` lines to `tally`.
+/// `test result:` lines to `tally`. Bounded by [`process::TEST_LIMIT`].
 fn test_step(what: &str, mut cmd: std::process::Command, tally: &mut Tally) -> Result<()> {
-    use std::io::BufRead;
     progress(format!("== {what}"));
     let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{what}: cannot run {shown}: {e}"))?;
-    if let Some(out) = child.stdout.take() {
-        for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
-            println!("{line}");
-            tally.add_line(&line);
-        }
-    }
-    let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what}: {shown} failed ({status})"))
+    let ended = process::run_bounded_stdout(&mut cmd, process::TEST_LIMIT, |line| {
+        println!("{line}");
+        tally.add_line(&line);
+    })
+    .map_err(|e| format!("{what}: {e}"))?;
+    match ended {
+        process::Ended::Exited(status) if status.success() => Ok(()),
+        process::Ended::Exited(status) => Err(format!("{what}: {shown} failed ({status})")),
+        process::Ended::Killed => Err(format!(
+            "{what}: {shown} did not finish within {} min and was stopped",
+            process::TEST_LIMIT.as_secs() / 60
+        )),
     }
 }
 
+/// One cargo step of `test`, bounded by [`process::CARGO_LIMIT`].
 fn step(what: &str, mut cmd: std::process::Command) -> Result<()> {
     progress(format!("== {what}"));
-    run_checked(&mut cmd).map_err(|e| format!("{what}: {e}"))
+    run_checked(&mut cmd, process::CARGO_LIMIT).map_err(|e| format!("{what}: {e}"))
 }
 
 #[cfg(test)]

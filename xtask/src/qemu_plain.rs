@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use uirq_abi::boot::{block, Program};
 
+use crate::bounded::BoundedText;
 use crate::l1::QEMU;
 use crate::process::{run_bounded, Ended, Pipe};
 use crate::Result;
@@ -105,8 +106,9 @@ pub fn run(
             "{QEMU} is not installed (on Debian or Ubuntu: `sudo apt-get install qemu-system-arm`)"
         ));
     }
-    let mut console = String::new();
-    let mut errors = String::new();
+    // Bounded as a job's console is (`crate::bounded`).
+    let mut console = BoundedText::default();
+    let mut errors = BoundedText::new(8 << 10, 8 << 10);
     let ended = run_bounded(
         Command::new(QEMU).args(arguments(elf, program, args, cpus)),
         timeout,
@@ -116,12 +118,12 @@ pub fn run(
             } else {
                 &mut errors
             };
-            text.push_str(&line);
-            text.push('\n');
+            text.push_line(&line);
         },
     )?;
     let timed_out = matches!(ended, Ended::Killed);
-    console.push_str(&errors);
+    let mut console = console.into_string();
+    console.push_str(&errors.into_string());
     Ok(PlainRun { console, timed_out })
 }
 

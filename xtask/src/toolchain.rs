@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::process::TOOL_LIMIT;
 use crate::{output_of, progress, run_checked, Result};
 
 /// The bare-metal target of the firmware.
@@ -23,7 +24,7 @@ fn rustup() -> Command {
 /// Adds the aarch64 targets and llvm-tools to the active toolchain where
 /// they are missing. Without rustup, checks that the sysroot has them.
 pub fn ensure() -> Result<()> {
-    if Command::new("rustup").arg("--version").output().is_err() {
+    if output_of(Command::new("rustup").arg("--version")).is_err() {
         // No rustup: the toolchain was installed some other way; the build
         // will say what is missing.
         return Ok(());
@@ -35,12 +36,15 @@ pub fn ensure() -> Result<()> {
         .collect();
     if !missing.is_empty() {
         progress(format!("adding rust targets {}", missing.join(" ")));
-        run_checked(rustup().args(["target", "add"]).args(&missing))?;
+        run_checked(rustup().args(["target", "add"]).args(&missing), TOOL_LIMIT)?;
     }
     let components = output_of(rustup().args(["component", "list", "--installed"]))?;
     if !components.lines().any(|l| l.starts_with("llvm-tools")) {
         progress("adding the llvm-tools component (for rust-objcopy)");
-        run_checked(rustup().args(["component", "add", "llvm-tools"]))?;
+        run_checked(
+            rustup().args(["component", "add", "llvm-tools"]),
+            TOOL_LIMIT,
+        )?;
     }
     Ok(())
 }

@@ -206,10 +206,135 @@ impl RawFrame {
     }
 }
 
+/// One load of `size` bytes (1, 2, 4 or 8; anything else is taken as 4)
+/// from `addr`, made by a single `LDRB`/`LDRH`/`LDR` with a plain base
+/// register, zero-extended into a destination register that holds
+/// `before` until the load writes it. Also returns the address of that
+/// load instruction: where an abort on it is reported (`ELR_EL1`), so a
+/// caller that expects one can check it is this access's. A load that
+/// aborted returns `before` unchanged, as the architecture leaves the
+/// destination of an instruction that did not complete.
+///
+/// For programs that touch addresses on purpose where there may be
+/// nothing (the `unmapped` scenario, `chaos`), with an abort handler
+/// ready; drivers use the register types above.
+///
+/// # Safety
+///
+/// `addr` must be aligned to `size` and mapped as Device memory (an
+/// unaligned Device access is an alignment fault, Arm ARM B2.5.2), and
+/// reading it must not break anything Rust relies on: it must not be
+/// memory a Rust object lives in that another part of the program writes.
+/// If the load aborts, the caller must have arranged for the exception to
+/// be handled and execution to resume after the instruction; the value
+/// returned is then meaningless.
+#[inline(always)]
+pub unsafe fn probe_load(addr: usize, size: usize, before: u64) -> (u64, usize) {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let mut value = before;
+        let insn: usize;
+        macro_rules! load {
+            ($op:literal) => {
+                // SAFETY: the caller vouches for the address (see above);
+                // `adr` only computes the next instruction's address.
+                unsafe {
+                    core::arch::asm!("adr {i}, 2f", concat!("2: ", $op), i = out(reg) insn, v = inout(reg) value, p = in(reg) addr, options(nostack, preserves_flags))
+                }
+            };
+        }
+        match size {
+            1 => load!("ldrb {v:w}, [{p}]"),
+            2 => load!("ldrh {v:w}, [{p}]"),
+            8 => load!("ldr {v}, [{p}]"),
+            _ => load!("ldr {v:w}, [{p}]"),
+        }
+        (value, insn)
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    // SAFETY: as above.
+    unsafe {
+        let _ = before;
+        let value = match size {
+            1 => u64::from(core::ptr::read_volatile(addr as *const u8)),
+            2 => u64::from(core::ptr::read_volatile(addr as *const u16)),
+            8 => core::ptr::read_volatile(addr as *const u64),
+            _ => u64::from(core::ptr::read_volatile(addr as *const u32)),
+        };
+        (value, 0)
+    }
+}
+
+/// One store of the low `size` bytes (1, 2, 4 or 8; anything else is taken
+/// as 4) of `value` at `addr` with a single `STRB`/`STRH`/`STR`; returns
+/// the address of that store instruction, as [`probe_load`] does.
+///
+/// # Safety
+///
+/// As for [`probe_load`], and writing there must not change memory any
+/// Rust object lives in.
+#[inline(always)]
+pub unsafe fn probe_store(addr: usize, size: usize, value: u64) -> usize {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let insn: usize;
+        macro_rules! store {
+            ($op:literal) => {
+                // SAFETY: the caller vouches for the address (see above);
+                // `adr` only computes the next instruction's address.
+                unsafe {
+                    core::arch::asm!("adr {i}, 2f", concat!("2: ", $op), i = out(reg) insn, v = in(reg) value, p = in(reg) addr, options(nostack, preserves_flags))
+                }
+            };
+        }
+        match size {
+            1 => store!("strb {v:w}, [{p}]"),
+            2 => store!("strh {v:w}, [{p}]"),
+            8 => store!("str {v}, [{p}]"),
+            _ => store!("str {v:w}, [{p}]"),
+        }
+        insn
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    // SAFETY: as above.
+    unsafe {
+        match size {
+            1 => core::ptr::write_volatile(addr as *mut u8, value as u8),
+            2 => core::ptr::write_volatile(addr as *mut u16, value as u16),
+            8 => core::ptr::write_volatile(addr as *mut u64, value),
+            _ => core::ptr::write_volatile(addr as *mut u32, value as u32),
+        }
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake_mmio::FakeMmio;
+
+    #[test]
+    fn probes_load_and_store_each_size_little_endian() {
+        #[repr(C, align(8))]
+        struct Memory([u8; 16]);
+        let memory = Box::leak(Box::new(Memory([0; 16])));
+        let base = memory.0.as_mut_ptr() as usize;
+        // SAFETY: 16 bytes of leaked host memory, 8-byte aligned; every
+        // access below is inside it and aligned to its size.
+        unsafe {
+            probe_store(base, 8, 0x1122_3344_5566_7788);
+            assert_eq!(probe_load(base, 8, 0).0, 0x1122_3344_5566_7788);
+            assert_eq!(probe_load(base + 4, 4, 0).0, 0x1122_3344);
+            assert_eq!(probe_load(base + 2, 2, 0).0, 0x5566);
+            assert_eq!(probe_load(base + 1, 1, !0).0, 0x77);
+            probe_store(base + 8, 1, 0xAB);
+            probe_store(base + 10, 2, 0xCDEF);
+            assert_eq!(probe_load(base + 8, 4, 0).0, 0xCDEF_00AB);
+            probe_store(base + 12, 4, 0xFFFF_FFFF_0102_0304);
+            assert_eq!(probe_load(base + 12, 4, 0).0, 0x0102_0304);
+            assert_eq!(probe_load(base + 8, 8, 0).0, 0x0102_0304_CDEF_00AB);
+        }
+    }
 
     #[test]
     fn raw_frame_accesses_inside_and_refuses_outside() {

@@ -207,34 +207,68 @@ pub enum BootError {
 
 /// Reads the file at `path`, which must be a regular, non-empty file of at
 /// most `limit` bytes; the size is checked before anything is read.
+///
+/// The file is opened first and the checks made on what was opened
+/// (`fstat`), so a path swapped for something else in between cannot slip
+/// past them. The open does not wait: `O_NONBLOCK` makes opening a FIFO
+/// with no writer return at once (to be refused as not a regular file)
+/// instead of blocking until one comes, and a device such as `/dev/zero`,
+/// which would read forever, is refused the same way before any read. A
+/// file that grows while it is read is cut at `limit + 1` bytes and
+/// refused, not read to its end.
 pub fn read_file(what: &'static str, path: &Path, limit: u64) -> Result<Vec<u8>, BootError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
     let read_err = |source| BootError::Read {
         what,
         path: shown.clone(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
         return Err(BootError::NotAFile { what, path: shown });
     }
     if meta.len() == 0 {
         return Err(BootError::Empty { what, path: shown });
     }
+    let too_large = |size| BootError::LargerThanRam {
+        what,
+        path: shown.clone(),
+        size,
+        ram: limit,
+    };
     if meta.len() > limit {
-        return Err(BootError::LargerThanRam {
-            what,
-            path: shown,
-            size: meta.len(),
-            ram: limit,
-        });
+        return Err(too_large(meta.len()));
     }
-    std::fs::read(path).map_err(read_err)
+    // O_NONBLOCK means nothing to a regular file's reads.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    if bytes.is_empty() {
+        return Err(BootError::Empty { what, path: shown });
+    }
+    Ok(bytes)
 }
 
 impl Boot {
     /// The project's firmware: `image` at the start of RAM, entered at its
     /// first byte with the program and its arguments in `x0`-`x2`.
+    ///
+    /// The image must fit, and so must what it occupies once running: an
+    /// image with an arm64 Image header (the project's firmware has one)
+    /// says so in `image_size` (code, data, BSS and every core's stack, the
+    /// linker script's `__image_size`), which is checked here, before the
+    /// VM exists, rather than found out as a guest that faults.
     pub fn firmware(image: Vec<u8>, args: [u64; 3], ram_size: u64) -> Result<Self, BootError> {
         let room = ram_size - (IMAGE_LOAD_ADDR - RAM_BASE);
         if image.len() as u64 > room {
@@ -245,6 +279,17 @@ impl Boot {
                     image.len()
                 ),
             });
+        }
+        if let image::Format::Image(header) = image::detect(&image) {
+            if header.image_size > room {
+                return Err(BootError::Load {
+                    what: "firmware image",
+                    detail: format!(
+                        "it occupies {} bytes once running (its Image header's image_size: code, data, BSS and stacks), more than the {room} bytes of RAM; give more --ram-mib",
+                        header.image_size
+                    ),
+                });
+            }
         }
         Ok(Self {
             summary: format!(

@@ -245,3 +245,68 @@ fn the_firmware_boots_as_before() {
     assert_eq!(boot.regs, [5, 6, 7, 0]);
     assert!(Boot::firmware(vec![0; 0x2001], [1, 0, 0], 0x2000).is_err());
 }
+
+// A firmware whose Image header says it occupies more than RAM (its BSS
+// and stacks are not in the file) is refused before any VM exists.
+#[test]
+fn a_firmware_that_needs_more_ram_than_given_is_refused() {
+    let fw = image(0, 3 * MIB, 0, 100);
+    assert!(fw.len() < 4096);
+    let err = Boot::firmware(fw.clone(), [1, 0, 0], 2 * MIB).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("occupies 3145728 bytes once running"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--ram-mib"), "{err}");
+    Boot::firmware(fw, [1, 0, 0], 4 * MIB).unwrap();
+}
+
+// What is not a regular file is refused at once, before any read: a FIFO
+// nobody writes to (opening it for reading would block), /dev/zero (reading
+// it would never end), a directory.
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let s = Scratch::new();
+    let fifo = s.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path, valid for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for path in [fifo, PathBuf::from("/dev/zero"), s.path().to_path_buf()] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let r = read_file("firmware image", &path, 16 * MIB);
+            let _ = tx.send((path, r.map(|b| b.len())));
+        });
+    }
+    drop(tx);
+    for _ in 0..3 {
+        let (path, r) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_file blocked");
+        match r {
+            Err(e @ BootError::NotAFile { .. }) => {
+                assert_eq!(
+                    e.to_string(),
+                    format!(
+                        "the firmware image {} is not a regular file",
+                        path.display()
+                    )
+                );
+            }
+            other => panic!("{}: {other:?}", path.display()),
+        }
+    }
+}
+
+#[test]
+fn a_file_is_read_whole_up_to_its_limit() {
+    let s = Scratch::new();
+    let f = s.file("fw.bin", &[7u8; 4096]);
+    assert_eq!(read_file("firmware image", &f, 4096).unwrap(), [7u8; 4096]);
+    assert!(matches!(
+        read_file("firmware image", &f, 4095),
+        Err(BootError::LargerThanRam { size: 4096, .. })
+    ));
+}

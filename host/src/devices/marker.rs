@@ -33,7 +33,8 @@ impl MmioDevice for Marker {
 
     fn write(&mut self, _vcpu: usize, offset: u64, data: &[u8]) {
         if offset != 0 || data.len() != 4 {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 offset,
                 size = data.len(),
                 "bench marker: only a 32-bit write at offset 0 is defined"
@@ -43,7 +44,7 @@ impl MmioDevice for Marker {
         let value = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
         match Phase::from_number(value) {
             Some(p) => self.phase.store(p as u32, Ordering::Release),
-            None => tracing::warn!(value, "bench marker: unknown phase ignored"),
+            None => crate::limited!(warn, value, "bench marker: unknown phase ignored"),
         }
     }
 }

@@ -408,7 +408,7 @@ impl Pl011 {
                 u32::from(ID_BYTES[((o - ID_BASE) / 4) as usize])
             }
             _ => {
-                tracing::debug!(offset, "PL011: read of unimplemented register");
+                crate::limited!(debug, offset, "PL011: read of unimplemented register");
                 0
             }
         }
@@ -436,7 +436,8 @@ impl Pl011 {
             ICR => self.ris &= !(value & INT_ALL),
             // UARTECR: any value clears the four error bits (3.3.2).
             RSR => self.rsr = 0,
-            _ => tracing::debug!(
+            _ => crate::limited!(
+                debug,
                 offset,
                 value,
                 "PL011: write to read-only or unimplemented register"
@@ -462,7 +463,7 @@ impl MmioDevice for Pl011 {
 
     fn write(&mut self, _vcpu: usize, offset: u64, data: &[u8]) {
         if offset % 4 != 0 || data.is_empty() {
-            tracing::debug!(offset, "PL011: unaligned write ignored");
+            crate::limited!(debug, offset, "PL011: unaligned write ignored");
             return;
         }
         let mut bytes = [0u8; 8];

@@ -128,7 +128,9 @@ impl Control {
         // scoped and joined only after the last kick, so the id is valid.
         let rc = unsafe { libc::pthread_kill(thread, kick::kick_signal()) };
         if rc != 0 {
-            tracing::warn!(cpu, rc, "cannot signal a vCPU thread");
+            // Kicks follow the guest's SGIs: a failure that repeats must
+            // not flood the log.
+            crate::limited!(warn, cpu, rc, "cannot signal a vCPU thread");
         }
         rc == 0
     }

@@ -41,9 +41,23 @@ pub enum KvmError {
         /// Why it could not be opened.
         source: kvm_ioctls::Error,
     },
+    /// The device opened is not KVM (`/dev/null`, a regular file, another
+    /// driver): it does not answer `KVM_GET_API_VERSION` with
+    /// [`vm::KVM_API_VERSION`].
+    #[error("{path} is not a KVM device: KVM_GET_API_VERSION {answer}, where KVM answers 12")]
+    NotKvm {
+        /// The device path tried.
+        path: String,
+        /// What the ioctl did: "failed (...)" or "answered N".
+        answer: String,
+    },
     /// The kernel lacks `KVM_CAP_ARM_USER_IRQ`.
     #[error("this kernel's KVM does not offer KVM_CAP_ARM_USER_IRQ, so the timer cannot be wired to a userspace interrupt controller")]
     NoUserIrq,
+    /// `--unmapped abort` on a kernel without
+    /// `KVM_CAP_ARM_INJECT_EXT_DABT`.
+    #[error("this kernel's KVM does not offer KVM_CAP_ARM_INJECT_EXT_DABT, so a guest access to an address no device claims cannot be answered with an external abort; `--unmapped raz` answers it as read-as-zero / write-ignored instead")]
+    NoExternalAbort,
     /// A KVM ioctl failed; the string says which step.
     #[error("{step} failed")]
     Ioctl {
@@ -71,6 +85,9 @@ pub enum KvmError {
     /// An exit that cannot be resumed.
     #[error(transparent)]
     Exit(#[from] crate::exit::ExitError),
+    /// A thread could not be put under its seccomp filter.
+    #[error(transparent)]
+    Sandbox(#[from] crate::seccomp::SeccompError),
 }
 
 /// Shorthand to wrap an ioctl error with the step that failed.
@@ -90,6 +107,7 @@ use crate::console::{InputPump, RawTerminal};
 use crate::exit::Stats;
 use crate::irqchip::Injection;
 use crate::probe::Probe;
+use crate::seccomp::{self, ThreadKind};
 
 /// How to run the VM, apart from what it is made of.
 #[derive(Clone, Copy, Debug, Default)]
@@ -168,6 +186,11 @@ const STOP_RETRY: Duration = Duration::from_millis(20);
 /// and a thread
 /// next to the vCPU threads feeds the receive FIFO; it is stopped and
 /// joined with them.
+///
+/// With the sandbox on (`crate::seccomp::enable`), every thread puts
+/// itself under its own seccomp filter once the VM is built: each vCPU
+/// thread and the input thread at their start, this thread once it has
+/// spawned them. No vCPU enters `KVM_RUN` before all of them have.
 pub fn run<P: Probe>(
     config: VmConfig,
     options: &RunOptions,
@@ -187,6 +210,9 @@ pub fn run<P: Probe>(
     // Raw only once Ctrl-C stops the run cleanly; dropped (the terminal
     // restored) on every way out of this function.
     let _raw_terminal = options.console_input.then(RawTerminal::enable).flatten();
+    // Opened now: once this thread is under its filter, it can open nothing.
+    let proc_files = ProcFiles::open();
+    let gate = StartGate::default();
 
     let vcpus = std::mem::take(&mut vm.vcpus);
     let cpus = vcpus.len();
@@ -199,7 +225,7 @@ pub fn run<P: Probe>(
     let (reports, interrupted) = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(cpus);
         for (index, vcpu) in vcpus.into_iter().enumerate() {
-            let (vm, control, done) = (&vm, &control, done_tx.clone());
+            let (vm, control, done, gate) = (&vm, &control, done_tx.clone(), &gate);
             let watcher = probe(index, vm);
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
@@ -211,9 +237,17 @@ pub fn run<P: Probe>(
                         control,
                         done,
                     };
+                    let sandboxed = seccomp::enter(ThreadKind::Vcpu, &format!("vcpu{index}"));
+                    gate.arrive();
                     let mut run_loop =
                         vcpu::VcpuLoop::new(index, vcpu, vm, control, injection, watcher);
-                    let result = run_loop.run();
+                    let result = match sandboxed {
+                        Ok(_) => {
+                            gate.wait_open();
+                            run_loop.run()
+                        }
+                        Err(e) => Err(e.into()),
+                    };
                     match result {
                         Ok(Outcome::Stopped) => {}
                         Ok(outcome) => control.end(Ending::Guest {
@@ -239,10 +273,16 @@ pub fn run<P: Probe>(
         }
         drop(done_tx);
         let input = options.console_input.then(|| {
-            let (vm, control, pump, over) = (&vm, &control, &pump, &input_over);
+            let (vm, control, pump, over, gate) = (&vm, &control, &pump, &input_over, &gate);
             std::thread::Builder::new()
                 .name("console-input".to_string())
                 .spawn_scoped(scope, move || {
+                    let sandboxed = seccomp::enter(ThreadKind::Input, ThreadKind::Input.name());
+                    gate.arrive();
+                    if let Err(e) = sandboxed {
+                        control.end(Ending::Error(e.into()));
+                        return;
+                    }
                     let stdin = std::io::stdin();
                     let end = pump.run(
                         std::os::fd::AsFd::as_fd(&stdin),
@@ -253,6 +293,19 @@ pub fn run<P: Probe>(
                     tracing::debug!(?end, "console input ended");
                 })
         });
+        // Every thread is spawned: once they are all under their filters,
+        // this one goes under its own, and the vCPUs may start.
+        let spawned = handles.len() + usize::from(matches!(input, Some(Ok(_))));
+        gate.wait_arrivals(spawned);
+        match seccomp::enter(ThreadKind::Main, ThreadKind::Main.name()) {
+            Ok(true) => tracing::info!(
+                "seccomp: every thread under its allowlist ({})",
+                seccomp::summary().unwrap_or_default()
+            ),
+            Ok(false) => tracing::info!("seccomp: off (--no-seccomp)"),
+            Err(e) => control.end(Ending::Error(e.into())),
+        }
+        gate.open();
         let interrupted = wait(&control, &done_rx, handles.len(), options);
         input_over.store(true, Ordering::Release);
         match input {
@@ -294,7 +347,7 @@ pub fn run<P: Probe>(
         vcpus: per_vcpu,
         timebase: vm.timebase.clone(),
         results,
-        vmm_rss_kib: rss_apart_from(&vm.ram),
+        vmm_rss_kib: rss_apart_from(&vm.ram, proc_files),
     })
 }
 
@@ -336,6 +389,58 @@ impl Drop for Finished<'_> {
         }
         // The receiver only goes away if the waiting thread panicked.
         let _ = self.done.send(self.index);
+    }
+}
+
+/// Holds the vCPU threads back until every thread of the run is under its
+/// seccomp filter: each spawned thread arrives once it has tried to
+/// install its own, the main thread waits for them all, installs its own,
+/// and opens the gate.
+#[derive(Default)]
+struct StartGate {
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl StartGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A spawned thread has tried to install its filter.
+    fn arrive(&self) {
+        self.lock().0 += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `n` threads have arrived.
+    fn wait_arrivals(&self, n: usize) {
+        let mut state = self.lock();
+        while state.0 < n {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Lets the vCPUs run.
+    fn open(&self) {
+        self.lock().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the gate is open.
+    fn wait_open(&self) {
+        let mut state = self.lock();
+        while !state.1 {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
     }
 }
 
@@ -419,17 +524,53 @@ fn read_results(ram: &crate::memory::GuestRam) -> Option<Vec<u8>> {
     }
 }
 
+/// /proc/self/status and /proc/self/smaps, opened before the run so that
+/// the memory report at its end needs no `openat` (the main thread's
+/// seccomp filter has none). The kernel writes a /proc file's text when it
+/// is read, so what is read at the end is the end's.
+struct ProcFiles {
+    status: Option<std::fs::File>,
+    smaps: Option<std::fs::File>,
+}
+
+impl ProcFiles {
+    fn open() -> Self {
+        Self {
+            status: std::fs::File::open("/proc/self/status").ok(),
+            smaps: std::fs::File::open("/proc/self/smaps").ok(),
+        }
+    }
+}
+
+/// All of `file`, with `read(2)` alone (`read_to_string` on a `File` also
+/// asks for its size and position).
+fn read_all(file: Option<std::fs::File>) -> Option<String> {
+    use std::io::Read;
+    let mut file = file?;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(text).ok()
+}
+
 /// The process's resident set minus the resident part of guest RAM, in
 /// KiB, from /proc/self/smaps (the mapping that starts at guest RAM's host
 /// address) and /proc/self/status (VmRSS).
-fn rss_apart_from(ram: &crate::memory::GuestRam) -> Option<u64> {
+fn rss_apart_from(ram: &crate::memory::GuestRam, files: ProcFiles) -> Option<u64> {
     use vm_memory::{GuestAddress, GuestMemoryBackend};
     let host = ram
         .get_host_address(GuestAddress(uirq_abi::layout::RAM_BASE))
         .ok()? as usize;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = read_all(files.status)?;
     let total = kib_field(&status, "VmRSS:")?;
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let smaps = read_all(files.smaps)?;
     let mut in_ram = false;
     let mut ram_rss = 0;
     for line in smaps.lines() {

@@ -34,6 +34,10 @@ pub const KVM_REG_ARM_TIMER_CVAL: u64 = sys_reg_id(3, 3, 14, 0, 2);
 /// (3, 3, 14, 3, 2), swapped with CVAL's as above).
 pub const KVM_REG_ARM_TIMER_CNT: u64 = sys_reg_id(3, 3, 14, 3, 2);
 
+/// The guest's ESR_EL1, the syndrome of the exception it last took at EL1
+/// (Arm ARM D17.2.37; encoding op0 3, op1 0, CRn 5, CRm 2, op2 0).
+pub const KVM_REG_ESR_EL1: u64 = sys_reg_id(3, 0, 5, 2, 0);
+
 /// A general-purpose core register, for `KVM_{GET,SET}_ONE_REG`.
 #[derive(Clone, Copy, Debug)]
 pub enum CoreReg {

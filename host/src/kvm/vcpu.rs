@@ -7,6 +7,7 @@
 //!    KVM_RUN                             → Exit (copied out of kvm_run)
 //!    exit::serve(exit, timer levels)     → levels into the GIC model first, then
 //!                                          the exit (MMIO to the bus, PSCI events)
+//!    an access to nothing?               → KVM_SET_VCPU_EVENTS: external abort
 //!    another vCPU's line now stale?      → kick its thread (owner-thread rule)
 //! ```
 //!
@@ -21,17 +22,43 @@
 //! vCPU's thread, which it kicks. With [`Injection::CrossThread`] it sets
 //! every vCPU's changed lines itself, the scheme that loses interrupts on
 //! current kernels (docs/smp.md).
+//!
+//! **An access to nothing.** When [`crate::exit::serve`] answers an MMIO
+//! exit (or an access KVM could not decode, KVM_EXIT_ARM_NISV) with
+//! [`Served::InjectAbort`], the loop sets `ext_dabt_pending` with
+//! `KVM_SET_VCPU_EVENTS` before it re-enters (`inject_external_abort`).
+//! KVM builds a synchronous external abort from the trap it still holds:
+//! ESR_EL1 = data abort (EC 0x25 from EL1), DFSC 0b010000, IL = 1, and
+//! FAR_EL1 = the faulting virtual address the hardware reported in
+//! FAR_EL2 (arch/arm64/kvm/inject_fault.c); at the next `KVM_RUN` the
+//! guest enters its vector with ELR_EL1 = the faulting instruction. That
+//! instruction must not complete, as on hardware: no register written, PC
+//! not moved on. KVM completes a pending MMIO exit at the start of every
+//! `KVM_RUN` whose `kvm_run.exit_reason` still reads KVM_EXIT_MMIO
+//! (arch/arm64/kvm/mmio.c, `kvm_handle_mmio_return`); since the fix "KVM:
+//! arm64: Don't retire aborted MMIO instruction" (2024: 6.12 and the
+//! stable releases) it skips that while a synchronous exception is
+//! pending, and before it, it completed the access under the abort. Even
+//! with the fix, a `KVM_RUN` that returns at once (`immediate_exit`, set by
+//! a kick that lands after the injection) commits the pending exception,
+//! PC to the vector, and returns with `exit_reason` untouched, so the
+//! `KVM_RUN` after it would complete the aborted access and advance PC
+//! past the vector's first instruction. So the loop also sets
+//! `exit_reason` to KVM_EXIT_UNKNOWN once the abort is pending: there is
+//! then no MMIO completion to skip, on any kernel.
 
+use kvm_bindings::{kvm_vcpu_events, KVM_EXIT_ARM_NISV, KVM_EXIT_UNKNOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use uirq_abi::exit::STATUS_REGISTER;
 
 use super::control::Control;
-use super::regs::{cpu_irq_field, get_core_reg, timer_regs, CoreReg};
+use super::regs::{cpu_irq_field, get_core_reg, timer_regs, CoreReg, KVM_REG_ESR_EL1};
 use super::vm::Vm;
 use super::{ioctl, kick, KvmError};
 use crate::exit::{
-    self, classify_run_failure, Exit, ExitError, Machine, RunFailure, Served, Stop, VcpuState,
+    self, classify_run_failure, Exit, ExitError, ExternalAbort, Machine, RunFailure, Served, Stop,
+    VcpuState, ISS_WNR,
 };
 use crate::irqchip::{Injection, UserGic};
 use crate::probe::{Line, Probe};
@@ -128,6 +155,7 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
             let machine = Machine {
                 bus: &self.vm.bus,
                 gic: self.gic(),
+                unmapped: self.vm.unmapped,
             };
             let served = exit::serve(
                 self.cpu,
@@ -139,6 +167,9 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
             )?;
             match (served, &exit) {
                 (Served::Stop(stop), _) => return self.stopped_by_guest(stop),
+                // Not completed: nothing is handed back for a load, and no
+                // device saw the access, so no line changed.
+                (Served::InjectAbort(abort), _) => self.inject_external_abort(abort)?,
                 (Served::Resume, Exit::MmioRead { len, data, .. }) => {
                     self.complete_read(&data[..*len]);
                     self.kick_stale_others();
@@ -169,6 +200,8 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
             Ok(VcpuExit::InternalError) => Exit::InternalError {
                 suberror: self.internal_suberror(),
             },
+            // kvm-ioctls 0.25 has no variant for KVM_EXIT_ARM_NISV.
+            Ok(VcpuExit::Unsupported(KVM_EXIT_ARM_NISV)) => self.undecodable_mmio(),
             Ok(other) => Exit::Other(format!("{other:?}")),
             Err(e) => match classify_run_failure(e.errno()) {
                 // With a userspace irqchip, a timer level change that needs
@@ -196,6 +229,59 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
         // SAFETY: the exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the
         // active member of the exit union; any u32 is valid.
         unsafe { run.__bindgen_anon_1.internal.suberror }
+    }
+
+    /// `kvm_run.arm_nisv` after a KVM_EXIT_ARM_NISV.
+    fn undecodable_mmio(&mut self) -> Exit {
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: the exit was KVM_EXIT_ARM_NISV, so `arm_nisv` is the active
+        // member of the exit union; any pair of u64 is valid.
+        let nisv = unsafe { run.__bindgen_anon_1.arm_nisv };
+        Exit::UndecodableMmio {
+            addr: nisv.fault_ipa,
+            iss: nisv.esr_iss,
+        }
+    }
+
+    /// Makes a synchronous external abort pending for the access this vCPU
+    /// exited on (see the module docs for what KVM does with it), then
+    /// corrects its syndrome's WnR bit for a store: KVM builds the ESR
+    /// without it (`inject_abt64`), while hardware reports a store's
+    /// abort with WnR = 1 (Arm ARM D17.2.37, "WnR, bit [6]"). The ESR is
+    /// already in the vCPU's ESR_EL1 when the ioctl returns and the
+    /// exception is only entered at the next `KVM_RUN`, so a
+    /// `KVM_SET_ONE_REG` in between is what the guest sees
+    /// (Documentation/virt/kvm/api.rst, KVM_SET_VCPU_EVENTS: "userspace can
+    /// still emulate all Arm exceptions by manipulating individual
+    /// registers using the KVM_SET_ONE_REG API").
+    fn inject_external_abort(&mut self, abort: ExternalAbort) -> Result<(), KvmError> {
+        let mut events = kvm_vcpu_events::default();
+        events.exception.ext_dabt_pending = 1;
+        self.vcpu
+            .set_vcpu_events(&events)
+            .map_err(super::ioctl("KVM_SET_VCPU_EVENTS (external abort)"))?;
+        // Nothing left to complete (see the module docs).
+        self.vcpu.get_kvm_run().exit_reason = KVM_EXIT_UNKNOWN;
+        if abort.write {
+            let mut bytes = [0u8; 8];
+            self.vcpu
+                .get_one_reg(KVM_REG_ESR_EL1, &mut bytes)
+                .map_err(super::ioctl("KVM_GET_ONE_REG (ESR_EL1)"))?;
+            let esr = u64::from_le_bytes(bytes);
+            // Only a data abort's syndrome has a WnR bit (EC 0x24, 0x25).
+            if matches!(esr >> 26 & 0x3F, 0x24 | 0x25) && esr & ISS_WNR == 0 {
+                self.vcpu
+                    .set_one_reg(KVM_REG_ESR_EL1, &(esr | ISS_WNR).to_le_bytes())
+                    .map_err(super::ioctl("KVM_SET_ONE_REG (ESR_EL1)"))?;
+            }
+        }
+        tracing::trace!(
+            cpu = self.cpu,
+            addr = format_args!("{:#x}", abort.addr),
+            write = abort.write,
+            "external abort injected"
+        );
+        Ok(())
     }
 
     /// The timer output levels KVM left in `kvm_run` with this return.
@@ -245,7 +331,7 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
             vm.set_irq_line(cpu_irq_field(target, line), level)
                 .map_err(ioctl("KVM_IRQ_LINE"))?;
             probe.irq_line_done(target);
-            stats.irq_line_calls += 1;
+            exit::count(&mut stats.irq_line_calls);
             Ok(())
         };
         match self.injection {
@@ -272,7 +358,7 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
         }
         for target in gic.stale_others(self.cpu).iter() {
             if self.control.kick_for_lines(target) {
-                self.state.stats.kicks_sent += 1;
+                exit::count(&mut self.state.stats.kicks_sent);
                 self.probe.kicked(self.cpu, target);
             }
         }

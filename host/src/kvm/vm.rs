@@ -6,8 +6,9 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
 use kvm_bindings::{
-    kvm_arm_counter_offset, kvm_userspace_memory_region, kvm_vcpu_init, KVM_ARM_VCPU_POWER_OFF,
-    KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET,
+    kvm_arm_counter_offset, kvm_enable_cap, kvm_userspace_memory_region, kvm_vcpu_init,
+    KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2, KVM_CAP_ARM_INJECT_EXT_DABT,
+    KVM_CAP_ARM_NISV_TO_USER, KVM_CAP_ARM_USER_IRQ, KVM_CAP_COUNTER_OFFSET,
 };
 use kvm_ioctls::{DeviceFd, Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
@@ -26,6 +27,7 @@ use crate::devices::gicv2::{GicConfig, Gicv2};
 use crate::devices::irq_line::IrqLine;
 use crate::devices::marker::Marker;
 use crate::devices::pl011::Pl011;
+use crate::exit::Unmapped;
 use crate::irqchip::{CpuInterfaceFrame, DistributorFrame, GicSpi, UserGic};
 use crate::memory::{self, GuestRam};
 
@@ -67,6 +69,8 @@ pub struct VmConfig {
     pub cpus: usize,
     /// Where the guest's UART output goes.
     pub console: Box<dyn Write + Send>,
+    /// How a guest access to an address no device claims is answered.
+    pub unmapped: Unmapped,
 }
 
 /// A created VM, ready to run its vCPUs.
@@ -95,6 +99,8 @@ pub struct Vm {
     pub timebase_offset: i64,
     /// How the timebases were aligned, for reports.
     pub timebase: String,
+    /// How a guest access to an address no device claims is answered.
+    pub unmapped: Unmapped,
 }
 
 // KVM_ARM_SET_COUNTER_OFFSET (Documentation/virt/kvm/api.rst, 4.138):
@@ -151,8 +157,11 @@ fn measure_counter_offset(vcpu: &VcpuFd) -> Result<(i64, String), KvmError> {
     ))
 }
 
-/// Opens the KVM device (normally `/dev/kvm`) and checks that the kernel
-/// supports a userspace irqchip.
+/// `KVM_GET_API_VERSION`'s answer from every KVM since Linux 2.6.22.
+pub const KVM_API_VERSION: i32 = 12;
+
+/// Opens the KVM device (normally `/dev/kvm`), checks that it is KVM, and
+/// that the kernel supports a userspace irqchip.
 pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
     use std::os::unix::ffi::OsStrExt;
     let no_kvm = |source| KvmError::NoKvm {
@@ -162,6 +171,22 @@ pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
     let c_path = std::ffi::CString::new(device.as_os_str().as_bytes())
         .map_err(|_| no_kvm(kvm_ioctls::Error::new(libc::EINVAL)))?;
     let kvm = Kvm::new_with_path(&c_path).map_err(no_kvm)?;
+    // Anything openable opens (`/dev/null`, a regular file): only KVM
+    // answers this ioctl, and with 12 (Documentation/virt/kvm/api.rst 4.1).
+    // Without the check, a wrong device would read as a KVM that lacks
+    // every capability.
+    let version = kvm.get_api_version();
+    if version != KVM_API_VERSION {
+        let answer = if version < 0 {
+            format!("failed ({})", std::io::Error::last_os_error())
+        } else {
+            format!("answered {version}")
+        };
+        return Err(KvmError::NotKvm {
+            path: device.display().to_string(),
+            answer,
+        });
+    }
     if kvm.check_extension_raw(KVM_CAP_ARM_USER_IRQ.into()) <= 0 {
         return Err(KvmError::NoUserIrq);
     }
@@ -174,6 +199,7 @@ pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
 pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     let fd = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
     let zeroed = zero_counter_offset(kvm, &fd);
+    external_aborts(&fd, config.unmapped)?;
 
     let ram = memory::create_ram(config.ram_size)?;
     config.boot.write_to(&ram)?;
@@ -279,7 +305,34 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
         vgic,
         timebase_offset,
         timebase,
+        unmapped: config.unmapped,
     })
+}
+
+/// Checks that KVM can make a synchronous external abort pending for the
+/// access a vCPU exited on (`KVM_SET_VCPU_EVENTS` with `ext_dabt_pending`,
+/// KVM_CAP_ARM_INJECT_EXT_DABT, Linux 5.5), which `--unmapped abort`
+/// needs; and where it can, asks KVM to report MMIO it cannot decode as
+/// KVM_EXIT_ARM_NISV (KVM_CAP_ARM_NISV_TO_USER, enabled per VM) so that it
+/// too is answered with that abort instead of failing `KVM_RUN` with
+/// ENOSYS (which still ends the run where the kernel lacks either).
+fn external_aborts(fd: &VmFd, unmapped: Unmapped) -> Result<(), KvmError> {
+    let can_inject = fd.check_extension_raw(KVM_CAP_ARM_INJECT_EXT_DABT.into()) > 0;
+    if unmapped == Unmapped::Abort && !can_inject {
+        return Err(KvmError::NoExternalAbort);
+    }
+    if !can_inject || fd.check_extension_raw(KVM_CAP_ARM_NISV_TO_USER.into()) <= 0 {
+        return Ok(());
+    }
+    let cap = kvm_enable_cap {
+        cap: KVM_CAP_ARM_NISV_TO_USER,
+        ..Default::default()
+    };
+    if let Err(e) = fd.enable_cap(&cap) {
+        // Not fatal: undecodable MMIO then ends the run, as without it.
+        tracing::warn!("KVM_ENABLE_CAP(KVM_CAP_ARM_NISV_TO_USER) failed: {e}");
+    }
+    Ok(())
 }
 
 /// The PL011's interrupt wired to KVM's in-kernel vGIC: `KVM_IRQ_LINE`
@@ -292,7 +345,8 @@ struct KernelSpi {
 impl IrqLine for KernelSpi {
     fn set_level(&self, level: bool) {
         if let Err(e) = self.vm.set_irq_line(spi_irq_field(self.intid), level) {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 intid = self.intid,
                 "KVM_IRQ_LINE for a device SPI failed: {e}"
             );

@@ -11,6 +11,17 @@
 //! timebase, each interrupt's way through the VMM ([`IrqTimeline`]): the
 //! exit that reported the level, the `KVM_IRQ_LINE` that raised the line,
 //! the acknowledge and the EOI, and the time spent outside `KVM_RUN`.
+//!
+//! # Bounded, whatever the guest does
+//!
+//! The guest decides when phases start and end, so nothing here grows with
+//! how long it keeps one open. Each vCPU's probe holds a fixed table of
+//! counts (saturating, as `crate::exit::Stats` explains), at most one
+//! interrupt in flight, and a timeline of at most [`TIMELINE_CAP`] entries:
+//! an entry is only added when an interrupt in flight ends with its EOIR,
+//! and the oldest goes when the timeline is full. A guest that holds the
+//! vtimer phase forever and keeps taking timer interrupts, or takes one and
+//! never writes EOIR, costs the same memory as one that runs the benchmark.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,17 +32,17 @@ use uirq_abi::gicv2::gicc;
 use uirq_abi::layout::GICC_BASE;
 
 use crate::bench::IrqTimeline;
-use crate::exit::{Exit, Stats};
+use crate::exit::{count, Exit, Stats};
 use crate::probe::{Line, Probe, Timer};
 
 /// Phase slots counted (phase numbers at or above this count as the last).
 pub const PHASES: usize = 8;
 
-/// Most timeline entries kept: the largest sample count plus the largest
-/// warm-up, so a guest that keeps the vtimer phase open forever cannot grow
-/// the VMM without bound. The oldest entries go first (the statistics match
-/// the last entries to the samples).
-pub const TIMELINE_CAP: usize = MAX_SAMPLES as usize + 10_000;
+/// Most timeline entries kept: as many as the result buffer holds vtimer
+/// samples. The statistics match the timeline's *last* entries to the
+/// guest's samples (the warm-up interrupts come first and are not in the
+/// buffer), so older entries could never be used; the oldest go first.
+pub const TIMELINE_CAP: usize = MAX_SAMPLES as usize;
 
 /// The benchmark probe of one vCPU.
 pub struct BenchProbe {
@@ -93,16 +104,16 @@ impl Probe for BenchProbe {
             _ => (self.phase.load(Ordering::Acquire) as usize).min(PHASES - 1),
         };
         let s = &mut self.phase_stats[self.current_phase];
-        s.exits += 1;
+        count(&mut s.exits);
         match exit {
-            Exit::MmioRead { .. } => s.mmio_reads += 1,
-            Exit::MmioWrite { .. } => s.mmio_writes += 1,
-            Exit::Interrupted => s.interrupted += 1,
+            Exit::MmioRead { .. } => count(&mut s.mmio_reads),
+            Exit::MmioWrite { .. } => count(&mut s.mmio_writes),
+            Exit::Interrupted => count(&mut s.interrupted),
             _ => {}
         }
         let t = self.t_return;
         if let Some(c) = self.current.as_mut() {
-            c.exits += 1;
+            c.exits = c.exits.saturating_add(1);
             match exit {
                 Exit::MmioRead { addr, .. } if *addr == GICC_BASE + gicc::IAR => c.iar = t,
                 Exit::MmioWrite { addr, .. } if *addr == GICC_BASE + gicc::EOIR => {
@@ -119,10 +130,10 @@ impl Probe for BenchProbe {
 
     fn timer_level(&mut self, _cpu: usize, timer: Timer, level: bool) {
         let s = &mut self.phase_stats[self.current_phase];
-        s.level_changes += 1;
+        count(&mut s.level_changes);
         if !self.level_reported {
             // The first level change on an EINTR makes it a level report.
-            s.level_reports += 1;
+            count(&mut s.level_reports);
             self.level_reported = true;
         }
         if self.record_timeline
@@ -140,7 +151,7 @@ impl Probe for BenchProbe {
     }
 
     fn irq_line(&mut self, _cpu: usize, line: Line, level: bool) {
-        self.phase_stats[self.current_phase].irq_line_calls += 1;
+        count(&mut self.phase_stats[self.current_phase].irq_line_calls);
         if self.current.is_none() {
             return;
         }
@@ -155,7 +166,8 @@ impl Probe for BenchProbe {
 
     fn irq_line_done(&mut self, _cpu: usize) {
         if let Some(c) = self.current.as_mut() {
-            c.irq_line_ticks += (self.now)().wrapping_sub(self.t_ioctl);
+            let spent = (self.now)().wrapping_sub(self.t_ioctl);
+            c.irq_line_ticks = c.irq_line_ticks.saturating_add(spent);
         }
     }
 
@@ -165,7 +177,7 @@ impl Probe for BenchProbe {
         }
         let t = (self.now)();
         if let Some(c) = self.current.as_mut() {
-            c.vmm_ticks += t.wrapping_sub(self.t_return);
+            c.vmm_ticks = c.vmm_ticks.saturating_add(t.wrapping_sub(self.t_return));
         }
         if self.finish_current {
             self.finish_current = false;
@@ -249,7 +261,59 @@ mod tests {
             one_interrupt(&mut p);
         }
         assert_eq!(p.timeline.len(), TIMELINE_CAP);
+        assert_eq!(TIMELINE_CAP as u64, MAX_SAMPLES, "the result buffer's");
         let last = p.timeline.back().unwrap().eoi;
         assert!(p.timeline.iter().all(|t| t.eoi <= last));
+        assert!(p.timeline.capacity() < 2 * TIMELINE_CAP);
+    }
+
+    // The other ways a guest holding the vtimer phase could try to grow the
+    // probe: timer levels reported over and over without an acknowledge,
+    // and an interrupt acknowledged but never ended, with exits on top.
+    // Neither adds a timeline entry; the one in flight counts its exits,
+    // saturating.
+    #[test]
+    fn interrupts_that_never_end_add_nothing() {
+        let mut p = probe(Phase::Vtimer);
+        for _ in 0..3 * TIMELINE_CAP {
+            p.exit(0, &Exit::Interrupted);
+            p.timer_level(0, Timer::Virtual, true);
+            p.reenter(0);
+            p.exit(0, &Exit::Interrupted);
+            p.timer_level(0, Timer::Virtual, false);
+            p.reenter(0);
+            p.exit(0, &Exit::read(GICC_BASE + gicc::IAR, 4));
+            p.reenter(0);
+        }
+        assert!(p.timeline.is_empty());
+        let in_flight = p.current.expect("one interrupt in flight");
+        assert_eq!(in_flight.exits as usize, 3 * 3 * TIMELINE_CAP);
+        p.current.as_mut().unwrap().exits = u32::MAX - 1;
+        for _ in 0..3 {
+            p.exit(0, &Exit::Interrupted);
+        }
+        assert_eq!(p.current.unwrap().exits, u32::MAX);
+        one_interrupt(&mut p);
+        assert_eq!(p.timeline.len(), 1, "the EOI ends the one in flight");
+    }
+
+    #[test]
+    fn phase_counts_saturate() {
+        let mut p = probe(Phase::Sgi);
+        let near = u64::MAX - 1;
+        let s = &mut p.phase_stats[Phase::Sgi as usize];
+        (s.exits, s.interrupted, s.level_changes, s.level_reports) = (near, near, near, near);
+        s.irq_line_calls = near;
+        for _ in 0..3 {
+            p.exit(0, &Exit::Interrupted);
+            p.timer_level(0, Timer::Virtual, true);
+            p.irq_line(0, Line::Irq, true);
+        }
+        let s = p.stats(Phase::Sgi);
+        assert_eq!(
+            (s.exits, s.interrupted, s.level_changes, s.level_reports),
+            (u64::MAX, u64::MAX, u64::MAX, u64::MAX)
+        );
+        assert_eq!(s.irq_line_calls, u64::MAX);
     }
 }

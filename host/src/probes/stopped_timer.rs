@@ -69,7 +69,7 @@ impl StoppedTimerProbe {
 
 impl Probe for StoppedTimerProbe {
     fn exit(&mut self, _cpu: usize, _exit: &Exit) {
-        self.exits += 1;
+        crate::exit::count(&mut self.exits);
     }
 
     fn timer_level(&mut self, _cpu: usize, timer: Timer, level: bool) {

@@ -5,10 +5,15 @@
 //! from an initramfs holding this program, the VMM, the firmware image and a
 //! `/jobs` file. This program is that Linux's first process. It:
 //!
-//! 1. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
-//! 2. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
+//! 1. makes this boot's tag, 128 random bits from the kernel (`getrandom`),
+//!    and prints it first of all, before any job runs, in
+//!    `@@uirq <tag> kernel <release>`;
+//! 2. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
+//! 3. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
 //!    with the console as its stdout and stderr, framing each run with marker
-//!    lines that xtask parses ([`MARK`]). A job's line may start with
+//!    lines that xtask parses (`@@uirq <tag> job <n> start`, `... exit
+//!    <code>`, and `@@uirq <tag> done` after the last). A job's line may
+//!    start with
 //!    fields, in any order, before the VMM's arguments:
 //!    - `@sigint-after-ms=N`: SIGINT N ms after the VMM started, as Ctrl-C
 //!      would send it ([`SIGINT_AFTER`]);
@@ -20,7 +25,18 @@
 //!      newline once the mark was seen (at once without a mark), and stays
 //!      open until the VMM exits ([`STDIN_FIELD`]). Without it the VMM's
 //!      stdin is /dev/null: it must never read L1's console;
-//! 3. powers the machine off, which ends QEMU (`-no-reboot`).
+//!    - `@stdout-unread`: the VMM's stdout is a pipe this program holds
+//!      open and never reads, so it fills up and stays full; stderr is
+//!      still the console ([`STDOUT_UNREAD`]);
+//! 4. powers the machine off, which ends QEMU (`-no-reboot`).
+//!
+//! **Why the tag.** The guest's output shares the console with these
+//! lines, and a guest can print `@@uirq job 0 exit 0` as well as this
+//! program can. It cannot print the tag, which it never sees
+//! (`uirq_abi::report`): xtask learns it from the first `@@uirq` line,
+//! printed before any guest ran, and from then on takes only lines that
+//! carry it as the init's. The VMM gets the same tag in `UIRQ_REPORT_TAG`
+//! for its own report lines (`@@bench`, `@@exits`).
 //!
 //! It must never return or panic without powering off: PID 1 exiting makes
 //! the kernel panic instead of stopping.
@@ -29,11 +45,46 @@ use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Prefix of the lines xtask parses; nothing else prints it.
-const MARK: &str = "@@uirq";
+use uirq_abi::report::{CONTROL, TAG_ENV};
+
+/// This boot's tag (see the module documentation), once made.
+static TAG: OnceLock<String> = OnceLock::new();
+
+/// The start of a control line: `@@uirq <tag>`, or `@@uirq` alone before
+/// the tag exists (xtask accepts only an `init-error` that way, and only
+/// before it has seen the tag).
+fn mark() -> String {
+    match TAG.get() {
+        Some(tag) => format!("{CONTROL} {tag}"),
+        None => CONTROL.to_string(),
+    }
+}
+
+/// 128 random bits as 32 hex digits, from the kernel's generator (which
+/// blocks until it is seeded, a moment at most on the kernels used here).
+fn make_tag() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: getrandom writes at most `rest.len()` bytes into `rest`,
+        // which is valid for writes of that many.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        match n {
+            n if n > 0 => filled += n as usize,
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// A job field: send the VMM SIGINT this many milliseconds after it
 /// started (`xtask::jobs::SIGINT_AFTER`).
@@ -44,6 +95,9 @@ const MARK_FIELD: &str = "@mark=";
 /// A job field: write this text and a newline to the VMM's stdin
 /// (`xtask::jobs::STDIN_FIELD`).
 const STDIN_FIELD: &str = "@stdin=";
+/// A job field: the VMM's stdout is a pipe nobody reads
+/// (`xtask::jobs::STDOUT_UNREAD`).
+const STDOUT_UNREAD: &str = "@stdout-unread";
 
 /// The fields of a job, which precede its VMM arguments.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -51,6 +105,7 @@ struct Fields<'a> {
     sigint_after: Option<Duration>,
     mark: Option<&'a str>,
     stdin: Option<&'a str>,
+    stdout_unread: bool,
 }
 
 /// Splits the leading fields of a job off its VMM arguments.
@@ -64,6 +119,8 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
             fields.mark = Some(text);
         } else if let Some(text) = first.strip_prefix(STDIN_FIELD) {
             fields.stdin = Some(text);
+        } else if *first == STDOUT_UNREAD {
+            fields.stdout_unread = true;
         } else {
             break;
         }
@@ -74,42 +131,57 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
 
 fn main() {
     std::panic::set_hook(Box::new(|info| {
-        println!("{MARK} init-error {info}");
+        println!("{} init-error {info}", mark());
         power_off();
     }));
 
-    for (fstype, dir) in [("devtmpfs", "/dev"), ("proc", "/proc")] {
-        if let Err(e) = mount(fstype, dir) {
-            println!("{MARK} init-error cannot mount {fstype} on {dir}: {e}");
+    match make_tag() {
+        Ok(tag) => {
+            let _ = TAG.set(tag);
+        }
+        Err(e) => {
+            println!("{} init-error cannot make this boot's tag: {e}", mark());
             power_off();
         }
     }
-    println!("{MARK} kernel {}", kernel_release());
+    // First of all, before any guest runs: xtask learns the tag here.
+    println!("{} kernel {}", mark(), kernel_release());
+    let _ = std::io::stdout().flush();
+
+    for (fstype, dir) in [("devtmpfs", "/dev"), ("proc", "/proc")] {
+        if let Err(e) = mount(fstype, dir) {
+            println!("{} init-error cannot mount {fstype} on {dir}: {e}", mark());
+            power_off();
+        }
+    }
 
     let jobs = std::fs::read_to_string("/jobs").unwrap_or_default();
     for (index, line) in jobs.lines().enumerate() {
         let words: Vec<&str> = line.split('\t').filter(|a| !a.is_empty()).collect();
         let (fields, args) = split_fields(&words);
-        println!("{MARK} job {index} start");
+        println!("{} job {index} start", mark());
         let _ = std::io::stdout().flush();
         let code = match run_vmm(index, args, &fields) {
             Ok(status) => status.code().unwrap_or_else(|| {
                 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
             }),
             Err(e) => {
-                println!("{MARK} init-error cannot start /uirq-vmm: {e}");
+                println!("{} init-error cannot start /uirq-vmm: {e}", mark());
                 127
             }
         };
-        println!("{MARK} job {index} exit {code}");
+        println!("{} job {index} exit {code}", mark());
     }
-    println!("{MARK} done");
+    println!("{} done", mark());
     power_off();
 }
 
 /// Runs job `index`: the VMM with `args`, as its `fields` ask.
 fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<ExitStatus> {
     let mut cmd = Command::new("/uirq-vmm");
+    if let Some(tag) = TAG.get() {
+        cmd.env(TAG_ENV, tag);
+    }
     cmd.args(args).stdin(match fields.stdin {
         Some(_) => Stdio::piped(),
         None => Stdio::null(),
@@ -117,6 +189,14 @@ fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<
     if fields.mark.is_some() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
+    // The read end stays here, unread, until the VMM has exited.
+    let _unread = if fields.stdout_unread {
+        let (read, write) = unread_pipe()?;
+        cmd.stdout(write);
+        Some(read)
+    } else {
+        None
+    };
     let spawned = Instant::now();
     let mut child = cmd.spawn()?;
 
@@ -174,6 +254,30 @@ fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<
     status
 }
 
+/// A pipe, both ends closed on exec, as small as the kernel allows (one
+/// page), so that a few KiB of output fill it: (read end, write end).
+fn unread_pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which has room
+    // for them.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded: both are open descriptors owned by nothing
+    // else.
+    let (read, write) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory; a failure
+    // leaves the default size, which only takes more output to fill.
+    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    Ok((read, write))
+}
+
 /// What a forwarding thread looks for and whom it tells.
 struct Watch {
     index: usize,
@@ -211,7 +315,7 @@ fn forward(pipe: Box<dyn Read + Send>, is_stderr: bool, watch: Watch) {
             let newline = if buf.ends_with(b"\n") { "" } else { "\n" };
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(
-                format!("{newline}{MARK} job {} mark {ms:.3}\n", watch.index).as_bytes(),
+                format!("{newline}{} job {} mark {ms:.3}\n", mark(), watch.index).as_bytes(),
             );
             let _ = out.flush();
             let _ = watch.seen.send(());
@@ -304,6 +408,7 @@ mod tests {
             "@stdin=hello there",
             "@sigint-after-ms=1500",
             "@mark=uirq-linux-init: started",
+            "@stdout-unread",
             "--cpus",
             "2",
         ];
@@ -314,6 +419,7 @@ mod tests {
                 sigint_after: Some(Duration::from_millis(1500)),
                 mark: Some("uirq-linux-init: started"),
                 stdin: Some("hello there"),
+                stdout_unread: true,
             }
         );
         assert_eq!(args, ["--cpus", "2"]);

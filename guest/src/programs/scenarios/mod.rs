@@ -19,6 +19,7 @@
 //! | `disabled`  | [`disabled`]  | disabled distributor / CPU interface signal nothing  |
 //! | `spurious`  | [`spurious`]  | IAR answers 1023 when nothing can be acknowledged    |
 //! | `regs`      | [`regs`]      | read-only, RAZ/WI, byte access and priority masks    |
+//! | `unmapped`  | [`unmapped`]  | an access to nothing: a synchronous external abort   |
 //!
 //! and, on several cores (`Program::min_cpus`; with fewer they fail at once
 //! and say why):
@@ -53,6 +54,7 @@ pub mod spi_1ofn;
 pub mod spi_route;
 pub mod spi_state;
 pub mod spurious;
+pub mod unmapped;
 
 use uirq_abi::boot::Program;
 use uirq_guest::drivers::gicv2::Acknowledged;
@@ -61,9 +63,10 @@ use uirq_guest::drivers::gicv2::Acknowledged;
 /// vector's entry timestamp, and must end the interrupt itself.
 pub type Handler = fn(Acknowledged, u64);
 
-/// Runs scenario `program`. Any other program (which `main` dispatches
-/// itself) is refused as a bad boot argument.
-pub fn run(program: Program) -> ! {
+/// Runs scenario `program` with its boot argument `x1` (only `unmapped`
+/// takes one). Any other program (which `main` dispatches itself) is
+/// refused as a bad boot argument.
+pub fn run(program: Program, x1: u64) -> ! {
     let run: fn() -> ! = match program {
         Program::OneShot => oneshot::run,
         Program::PhysTimer => ptimer::run,
@@ -76,6 +79,10 @@ pub fn run(program: Program) -> ! {
         Program::Disabled => disabled::run,
         Program::Spurious => spurious::run,
         Program::RegisterRules => regs::run,
+        Program::Unmapped => {
+            unmapped::configure(x1);
+            unmapped::run
+        }
         Program::SgiSmp => sgi_smp::run,
         Program::SgiSources => sgi_sources::run,
         Program::SpiRoute => spi_route::run,
@@ -86,7 +93,9 @@ pub fn run(program: Program) -> ! {
         | Program::Bench
         | Program::SmpTimer
         | Program::IpiStress
-        | Program::DtInfo => {
+        | Program::DtInfo
+        | Program::Chaos
+        | Program::Echo => {
             println!("uirq-guest: `{}` is not a scenario", program.name());
             crate::psci::system_off(uirq_abi::exit::Status::BadBootArgs)
         }

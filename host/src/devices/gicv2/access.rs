@@ -4,7 +4,9 @@
 //! the byte-organised distributor registers (GICD_IPRIORITYR,
 //! GICD_ITARGETSR, GICD_CPENDSGIR, GICD_SPENDSGIR) also support byte
 //! accesses. Halfword, doubleword and unaligned accesses are not supported;
-//! the model answers them read-as-zero / write-ignored and logs them.
+//! the model answers them read-as-zero / write-ignored and logs them (a few
+//! times per cause, then only counted: `crate::ratelimit`, as for every
+//! warning a guest can trigger in the model).
 
 /// How an access that the model will serve is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +44,8 @@ pub(super) fn fill(data: &mut [u8], value: u32) {
 
 /// Logs an access with a size or alignment the register map refuses.
 pub(super) fn warn_bad_size(frame: &str, cpu: usize, offset: u64, len: usize, write: bool) {
-    tracing::warn!(
+    crate::limited!(
+        warn,
         frame,
         cpu,
         offset = format_args!("{offset:#x}"),
@@ -54,7 +57,8 @@ pub(super) fn warn_bad_size(frame: &str, cpu: usize, offset: u64, len: usize, wr
 
 /// Logs an access to an offset with no register behind it.
 pub(super) fn warn_unmapped(frame: &str, cpu: usize, offset: u64, write: bool) {
-    tracing::warn!(
+    crate::limited!(
+        warn,
         frame,
         cpu,
         offset = format_args!("{offset:#x}"),

@@ -105,7 +105,7 @@ impl Gicv2 {
     pub fn cpu_interface_read(&mut self, cpu: usize, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if cpu >= self.cpus.len() {
-            tracing::warn!(cpu, "GICv2: CPU interface read from absent CPU (RAZ)");
+            crate::limited!(warn, cpu, "GICv2: CPU interface read from absent CPU (RAZ)");
             return;
         }
         if access::width(offset, data.len()) != Some(Width::Word) {
@@ -119,7 +119,11 @@ impl Gicv2 {
     /// A guest store to the CPU interface frame of CPU `cpu`.
     pub fn cpu_interface_write(&mut self, cpu: usize, offset: u64, data: &[u8]) {
         if cpu >= self.cpus.len() {
-            tracing::warn!(cpu, "GICv2: CPU interface write from absent CPU (ignored)");
+            crate::limited!(
+                warn,
+                cpu,
+                "GICv2: CPU interface write from absent CPU (ignored)"
+            );
             return;
         }
         if access::width(offset, data.len()) != Some(Width::Word) {
@@ -152,7 +156,12 @@ impl Gicv2 {
             }
             gicc::IIDR => GICC_IIDR_VALUE,
             gicc::EOIR | gicc::AEOIR | gicc::DIR => {
-                tracing::warn!(cpu, offset, "GICv2: read of write-only GICC register (RAZ)");
+                crate::limited!(
+                    warn,
+                    cpu,
+                    offset,
+                    "GICv2: read of write-only GICC register (RAZ)"
+                );
                 0
             }
             o => {
@@ -168,7 +177,8 @@ impl Gicv2 {
             gicc::AEOIR => self.end_of_interrupt(cpu, value, true),
             gicc::DIR => self.deactivate_write(cpu, value),
             gicc::IAR | gicc::AIAR | gicc::RPR | gicc::HPPIR | gicc::AHPPIR | gicc::IIDR => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     cpu,
                     offset,
                     "GICv2: write to read-only GICC register (ignored)"
@@ -299,7 +309,8 @@ impl Gicv2 {
             return;
         };
         if cpu_if.active.is_empty() {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 cpu,
                 id = id.raw(),
                 "GICv2: EOI with no active interrupt (ignored)"
@@ -307,7 +318,8 @@ impl Gicv2 {
             return;
         }
         if alias && !group1 {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 cpu,
                 id = id.raw(),
                 "GICv2: AEOIR for a Group 0 interrupt (ignored)"
@@ -316,7 +328,8 @@ impl Gicv2 {
         }
         let split = cpu_if.ctlr & CTLR_EOIMODE != 0;
         if !split && !active {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 cpu,
                 id = id.raw(),
                 "GICv2: EOI for an inactive interrupt (ignored)"
@@ -340,7 +353,8 @@ impl Gicv2 {
             .get(cpu)
             .is_some_and(|i| i.ctlr & CTLR_EOIMODE != 0);
         if !split {
-            tracing::warn!(
+            crate::limited!(
+                warn,
                 cpu,
                 id = id.raw(),
                 "GICv2: GICC_DIR write with EOImode = 0 (ignored)"

@@ -51,7 +51,7 @@ impl Gicv2 {
     pub fn distributor_read(&mut self, cpu: usize, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if cpu >= self.cpus.len() {
-            tracing::warn!(cpu, "GICv2: distributor read from absent CPU (RAZ)");
+            crate::limited!(warn, cpu, "GICv2: distributor read from absent CPU (RAZ)");
             return;
         }
         match access::width(offset, data.len()) {
@@ -70,7 +70,11 @@ impl Gicv2 {
     /// A guest store to the distributor frame, made by CPU `cpu`.
     pub fn distributor_write(&mut self, cpu: usize, offset: u64, data: &[u8]) {
         if cpu >= self.cpus.len() {
-            tracing::warn!(cpu, "GICv2: distributor write from absent CPU (ignored)");
+            crate::limited!(
+                warn,
+                cpu,
+                "GICv2: distributor write from absent CPU (ignored)"
+            );
             return;
         }
         match access::width(offset, data.len()) {
@@ -102,7 +106,7 @@ impl Gicv2 {
                 self.read_icfgr(cpu, ((o - gicd::ICFGR) / 4) as u32)
             }
             gicd::SGIR => {
-                tracing::warn!(cpu, "GICv2: read of write-only GICD_SGIR (RAZ)");
+                crate::limited!(warn, cpu, "GICv2: read of write-only GICD_SGIR (RAZ)");
                 0
             }
             o if (gicd::IDREGS..FRAME_SIZE).contains(&o) => {
@@ -136,14 +140,16 @@ impl Gicv2 {
             }
             gicd::SGIR => self.write_sgir(cpu, value),
             gicd::TYPER | gicd::IIDR => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     cpu,
                     offset,
                     "GICv2: write to read-only GICD register (ignored)"
                 );
             }
             o if (gicd::IDREGS..FRAME_SIZE).contains(&o) => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     cpu,
                     offset,
                     "GICv2: write to GICD identification register (ignored)"
@@ -341,7 +347,8 @@ impl Gicv2 {
             SGIR_FILTER_OTHERS => !own,
             SGIR_FILTER_SELF => own,
             _ => {
-                tracing::warn!(
+                crate::limited!(
+                    warn,
                     cpu,
                     value,
                     "GICv2: GICD_SGIR with reserved filter (ignored)"

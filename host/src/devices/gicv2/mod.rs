@@ -123,12 +123,22 @@ impl Gicv2 {
     /// and ignore.
     pub fn set_ppi_level(&mut self, cpu: usize, id: IntId, level: bool) {
         if id.kind() != IntKind::Ppi {
-            tracing::warn!(cpu, id = id.raw(), "GICv2: set_ppi_level on a non-PPI id");
+            crate::limited!(
+                warn,
+                cpu,
+                id = id.raw(),
+                "GICv2: set_ppi_level on a non-PPI id"
+            );
             return;
         }
         match self.irqs.get_mut(cpu, id) {
             Some(irq) => irq.set_line(level),
-            None => tracing::warn!(cpu, id = id.raw(), "GICv2: set_ppi_level on absent CPU"),
+            None => crate::limited!(
+                warn,
+                cpu,
+                id = id.raw(),
+                "GICv2: set_ppi_level on absent CPU"
+            ),
         }
     }
 
@@ -136,13 +146,17 @@ impl Gicv2 {
     /// logged with tracing::warn and ignored.
     pub fn set_spi_level(&mut self, id: IntId, level: bool) {
         if id.kind() != IntKind::Spi {
-            tracing::warn!(id = id.raw(), "GICv2: set_spi_level on a non-SPI id");
+            crate::limited!(warn, id = id.raw(), "GICv2: set_spi_level on a non-SPI id");
             return;
         }
         // SPI state is shared, so any CPU's view is the same one.
         match self.irqs.get_mut(0, id) {
             Some(irq) => irq.set_line(level),
-            None => tracing::warn!(id = id.raw(), "GICv2: set_spi_level on unimplemented SPI"),
+            None => crate::limited!(
+                warn,
+                id = id.raw(),
+                "GICv2: set_spi_level on unimplemented SPI"
+            ),
         }
     }
 
