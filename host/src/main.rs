@@ -157,6 +157,16 @@ struct Args {
     #[arg(long)]
     no_seccomp: bool,
 
+    /// Write a trace of the run to PATH, for ui.perfetto.dev or
+    /// chrome://tracing (Chrome's trace-event JSON): per vCPU, in and out of
+    /// KVM_RUN, each exit with the register it touched, timer level reports,
+    /// KVM_IRQ_LINE calls and kicks; the GIC model's events (pending,
+    /// acknowledge, EOI, deactivate); with --program bench, the guest's own
+    /// timestamps of each timer interrupt. Keeps the run's first 500000
+    /// records.
+    #[arg(long, value_name = "PATH")]
+    trace: Option<PathBuf>,
+
     /// More log output (-v: exit statistics, -vv: the device models' debug messages).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -448,8 +458,18 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
     use uirq_host::probe::NoProbe;
     use uirq_host::probes::bench::BenchProbe;
     use uirq_host::probes::stopped_timer::StoppedTimerProbe;
+    use uirq_host::probes::trace::{self, Recording};
 
     let started = std::time::Instant::now();
+    // Created before anything runs: a path that cannot be written fails
+    // at once, and once under the sandbox this thread can open nothing.
+    let recording = match &args.trace {
+        Some(path) => Some(
+            Recording::create(path, clock::guest_now, trace::DEFAULT_BUDGET)
+                .with_context(|| format!("cannot write the trace to {}", path.display()))?,
+        ),
+        None => None,
+    };
     if !args.no_seccomp {
         // Before any thread starts: each one puts itself under its filter.
         uirq_host::seccomp::enable(kvm::kick::kick_signal())?;
@@ -478,7 +498,7 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
         console_input: true,
     };
     if bench {
-        let report = kvm::run(config, &options, |cpu, vm| {
+        let (report, traces) = run_probed(config, &options, recording.as_ref(), |cpu, vm| {
             BenchProbe::new(
                 clock::guest_now,
                 vm.phase.clone(),
@@ -487,16 +507,24 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
         })?;
         let out = Reports::after(output, tag);
         log_stats(args, started, &report, &out);
+        let guest = report
+            .results
+            .as_deref()
+            .and_then(|bytes| uirq_host::bench::decode(bytes).ok())
+            .map(|r| guest_ticks(&r.vtimer))
+            .unwrap_or_default();
+        finish_trace(args, recording, &traces, &guest, &report);
         if report.outcome == (kvm::Outcome::PoweredOff { status: 0 }) {
             bench_report(irqchip.name(), args.cpus, &report, &out)?;
         }
         Ok(verdict(args, &report, None))
     } else if args.timeout.is_some() {
-        let report = kvm::run(config, &options, |_, _| {
+        let (report, traces) = run_probed(config, &options, recording.as_ref(), |_, _| {
             StoppedTimerProbe::new(clock::guest_now)
         })?;
         let out = Reports::after(output, tag);
         log_stats(args, started, &report, &out);
+        finish_trace(args, recording, &traces, &[], &report);
         let freq = clock::frequency().max(1);
         // A level report more than 50 ms late that only the stop's kick
         // brought is the signature of the WFI wake-up bug.
@@ -507,10 +535,107 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
         });
         Ok(verdict(args, &report, late.map(|l| l * 1000 / freq)))
     } else {
-        let report = kvm::run(config, &options, |_, _| NoProbe)?;
+        let (report, traces) = run_probed(config, &options, recording.as_ref(), |_, _| NoProbe)?;
         let out = Reports::after(output, tag);
         log_stats(args, started, &report, &out);
+        finish_trace(args, recording, &traces, &[], &report);
         Ok(verdict(args, &report, None))
+    }
+}
+
+/// Runs the VM watched by the probes `make` makes and, when the run is
+/// traced, a trace probe beside each; returns the report and each vCPU's
+/// trace records (none without a recording).
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::type_complexity)]
+fn run_probed<P: uirq_host::probe::Probe>(
+    config: uirq_host::kvm::VmConfig,
+    options: &uirq_host::kvm::RunOptions,
+    recording: Option<&uirq_host::probes::trace::Recording>,
+    mut make: impl FnMut(usize, &uirq_host::kvm::vm::Vm) -> P,
+) -> anyhow::Result<(
+    uirq_host::kvm::RunReport<P>,
+    Vec<
+        Vec<(
+            uirq_host::probes::trace::Stamp,
+            uirq_host::probes::trace::VcpuRecord,
+        )>,
+    >,
+)> {
+    let Some(recording) = recording else {
+        return Ok((uirq_host::kvm::run(config, options, make)?, Vec::new()));
+    };
+    let report = uirq_host::kvm::run(config, options, |cpu, vm| {
+        (make(cpu, vm), recording.probe())
+    })?;
+    let mut traces = Vec::with_capacity(report.vcpus.len());
+    let report = report.map_probes(|(probe, trace)| {
+        traces.push(trace.records);
+        probe
+    });
+    Ok((report, traces))
+}
+
+/// The guest's own timestamps of each measured timer interrupt (CPU 0 takes
+/// them all in the benchmark).
+#[cfg(target_arch = "aarch64")]
+fn guest_ticks(
+    samples: &[uirq_abi::bench::VtimerSample],
+) -> Vec<uirq_host::probes::trace::GuestTick> {
+    samples
+        .iter()
+        .map(|s| uirq_host::probes::trace::GuestTick {
+            cpu: 0,
+            deadline: s.deadline,
+            vector: s.entry,
+            acked: s.after_ack,
+            eoi: s.after_eoi,
+        })
+        .collect()
+}
+
+/// Writes the trace of a traced run and says where it went; a trace that
+/// cannot be written is reported but does not change the run's verdict.
+#[cfg(target_arch = "aarch64")]
+fn finish_trace<P>(
+    args: &Args,
+    recording: Option<uirq_host::probes::trace::Recording>,
+    traces: &[Vec<(
+        uirq_host::probes::trace::Stamp,
+        uirq_host::probes::trace::VcpuRecord,
+    )>],
+    guest: &[uirq_host::probes::trace::GuestTick],
+    report: &uirq_host::kvm::RunReport<P>,
+) {
+    let Some(recording) = recording else { return };
+    let path = recording.path().to_path_buf();
+    let mut about = serde_json::Map::new();
+    about.insert("tool".into(), "uirq-vmm".into());
+    about.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    about.insert("program".into(), args.program.name().into());
+    about.insert(
+        "irqchip".into(),
+        format!("{:?}", args.irqchip).to_lowercase().into(),
+    );
+    about.insert("cpus".into(), args.cpus.into());
+    about.insert("timebase".into(), report.timebase.clone().into());
+    let frequency = uirq_host::kvm::clock::frequency();
+    match recording.finish(traces, guest, frequency, about) {
+        Ok(w) if w.dropped > 0 => eprintln!(
+            "uirq-vmm: trace written to {} ({} records; the {} after them were not kept)",
+            path.display(),
+            w.records,
+            w.dropped
+        ),
+        Ok(w) => eprintln!(
+            "uirq-vmm: trace written to {} ({} records)",
+            path.display(),
+            w.records
+        ),
+        Err(e) => eprintln!(
+            "uirq-vmm: cannot write the trace to {}: {e}",
+            path.display()
+        ),
     }
 }
 

@@ -11,6 +11,7 @@
 //!   │ reenter()                  exit(cpu, &Exit)        KVM_RUN returned
 //!   │                            timer_level(..)         a timer output changed
 //!   │                            (the exit is served)
+//!   │                            served(cpu, &Exit)      with a load's value
 //!   └─── irq_line(..) ◀──────────────────────────        an IRQ/FIQ input changed
 //! ```
 //!
@@ -54,6 +55,14 @@ pub trait Probe: Send {
     /// `KVM_RUN` returned on `cpu` with `exit` (before it is served).
     #[inline(always)]
     fn exit(&mut self, cpu: usize, exit: &Exit) {
+        let _ = (cpu, exit);
+    }
+
+    /// The exit last passed to [`Probe::exit`] was served: for an MMIO
+    /// load, `exit` now holds the value the guest will read. Not called
+    /// when serving it ended the run with an error.
+    #[inline(always)]
+    fn served(&mut self, cpu: usize, exit: &Exit) {
         let _ = (cpu, exit);
     }
 
@@ -117,6 +126,10 @@ impl<A: Probe, B: Probe> Probe for (A, B) {
     fn exit(&mut self, cpu: usize, exit: &Exit) {
         self.0.exit(cpu, exit);
         self.1.exit(cpu, exit);
+    }
+    fn served(&mut self, cpu: usize, exit: &Exit) {
+        self.0.served(cpu, exit);
+        self.1.served(cpu, exit);
     }
     fn timer_level(&mut self, cpu: usize, timer: Timer, level: bool) {
         self.0.timer_level(cpu, timer, level);

@@ -22,7 +22,10 @@
 //!
 //! A job without `--image` or `--kernel` boots the firmware (`--image` is
 //! added). Files named by `--image`, `--kernel`, `--initrd` and `--dtb` are
-//! paths on this machine; the nested run copies them into L1.
+//! paths on this machine; the nested run copies them into L1. So are the
+//! files the VMM writes with `--trace` and `--dump-dtb`: the nested run
+//! has the VMM write them inside L1 and brings them back
+//! ([`JobResult::fetched`]).
 //!
 //! **What a job gives back.** Its console ([`JobResult::console`], the
 //! guest's and the VMM's text, bounded by [`BoundedText`](crate::bounded::BoundedText)), its exit code,
@@ -59,6 +62,14 @@ pub const STDOUT_UNREAD: &str = "@stdout-unread";
 /// The VMM options that name a file to load, whose value is a path on the
 /// build machine.
 pub const FILE_OPTIONS: [&str; 4] = ["--image", "--kernel", "--initrd", "--dtb"];
+
+/// A job field the nested run adds itself, one per [`OUTPUT_OPTIONS`]
+/// value: the L1 init sends that file back after the VMM exited.
+pub const FETCH_FIELD: &str = "@fetch=";
+
+/// The VMM options that name a file the VMM writes, whose value is a path
+/// on the build machine.
+pub const OUTPUT_OPTIONS: [&str; 2] = ["--trace", "--dump-dtb"];
 
 /// How to run a job, from its leading fields.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,6 +158,27 @@ pub fn needs_default_image(vmm_args: &[String]) -> bool {
 /// or to `None` to leave it as it is.
 pub fn rewrite_file_args(
     vmm_args: &[String],
+    place: impl FnMut(&str) -> Option<String>,
+) -> Vec<String> {
+    rewrite_option_values(vmm_args, &FILE_OPTIONS, place)
+}
+
+/// The paths the VMM will write ([`OUTPUT_OPTIONS`]' values), in order.
+pub fn output_paths(vmm_args: &[String]) -> Vec<String> {
+    let mut paths = Vec::new();
+    rewrite_option_values(vmm_args, &OUTPUT_OPTIONS, |p| {
+        paths.push(p.to_string());
+        None
+    });
+    paths
+}
+
+/// Rewrites the values of `options` in `vmm_args` (as `--opt VALUE` or
+/// `--opt=VALUE`): `place` maps a value to its new text, or to `None` to
+/// leave it as it is.
+pub fn rewrite_option_values(
+    vmm_args: &[String],
+    options: &[&str],
     mut place: impl FnMut(&str) -> Option<String>,
 ) -> Vec<String> {
     let mut out = Vec::with_capacity(vmm_args.len());
@@ -157,12 +189,12 @@ pub fn rewrite_file_args(
             out.push(place(arg).unwrap_or_else(|| arg.clone()));
             continue;
         }
-        if FILE_OPTIONS.contains(&arg.as_str()) {
+        if options.contains(&arg.as_str()) {
             value_of_file_option = true;
             out.push(arg.clone());
             continue;
         }
-        let joined = FILE_OPTIONS.iter().find_map(|o| {
+        let joined = options.iter().find_map(|o| {
             arg.strip_prefix(o)
                 .and_then(|r| r.strip_prefix('='))
                 .map(|v| (o, v))
@@ -206,6 +238,19 @@ pub struct JobResult {
     pub mark: Option<Duration>,
     /// The VMM's reports that carried the batch's tag, in order.
     pub reports: Vec<Report>,
+    /// The files the VMM wrote inside L1 ([`OUTPUT_OPTIONS`]), brought
+    /// back to their paths here, in the order the options came (empty for
+    /// a native run, where the VMM writes them itself).
+    pub fetched: Vec<Fetched>,
+}
+
+/// A file the VMM wrote in L1, brought back to the build machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    /// Its path on the build machine, as the job gave it.
+    pub path: String,
+    /// Its size, or why it is not there.
+    pub result: std::result::Result<u64, String>,
 }
 
 impl JobResult {
@@ -367,6 +412,14 @@ fn nested(
     wall_timeout: Duration,
     kernel_package: Option<&str>,
 ) -> Result<(Environment, Vec<JobResult>)> {
+    // The files the VMM will write: each must be writable here before
+    // the long nested run starts.
+    for job in jobs {
+        let (_, vmm_args) = split_fields(job)?;
+        for path in output_paths(vmm_args) {
+            std::fs::File::create(&path).map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
+    }
     let (versions, outputs) =
         l1::run_jobs(artifacts, jobs, label, stream, wall_timeout, kernel_package)?;
     let env = Environment {
@@ -377,12 +430,31 @@ fn nested(
     let results = jobs
         .iter()
         .zip(outputs)
-        .map(|(args, out)| JobResult {
-            args: args.clone(),
-            console: out.console,
-            exit_code: out.exit_code,
-            mark: out.mark,
-            reports: out.reports,
+        .map(|(args, out)| {
+            let fetched = split_fields(args)
+                .map(|(_, vmm_args)| output_paths(vmm_args))
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(k, path)| {
+                    let result = match out.files.get(k) {
+                        Some(Ok(bytes)) => std::fs::write(&path, bytes)
+                            .map(|()| bytes.len() as u64)
+                            .map_err(|e| format!("cannot write {path}: {e}")),
+                        Some(Err(e)) => Err(e.clone()),
+                        None => Err(format!("{path} did not come back from L1")),
+                    };
+                    Fetched { path, result }
+                })
+                .collect();
+            JobResult {
+                args: args.clone(),
+                console: out.console,
+                exit_code: out.exit_code,
+                mark: out.mark,
+                reports: out.reports,
+                fetched,
+            }
         })
         .collect();
     Ok((env, results))
@@ -459,6 +531,8 @@ fn run_native(
         exit_code,
         mark,
         reports,
+        // The VMM wrote its files here itself.
+        fetched: Vec::new(),
     })
 }
 

@@ -21,7 +21,7 @@ use uirq_abi::report;
 
 use crate::bounded::BoundedText;
 use crate::cpio::Archive;
-use crate::jobs::{JobConsole, Report};
+use crate::jobs::{JobConsole, Report, FETCH_FIELD, OUTPUT_OPTIONS};
 use crate::process::{run_bounded, Ended, Pipe, APT_LIMIT};
 use crate::project::{self, Artifacts};
 use crate::{output_of, progress, run_checked, Result};
@@ -358,10 +358,24 @@ fn job_list(
         }
         let (fields, vmm_args) = crate::jobs::split_fields(job)?;
         let mut words = fields.to_args();
-        if crate::jobs::needs_default_image(vmm_args) {
+        // What the VMM writes goes to /out in L1, and the init sends it
+        // back (`@fetch=`).
+        let index = list.lines().count();
+        let mut outputs = Vec::new();
+        let vmm_args = crate::jobs::rewrite_option_values(vmm_args, &OUTPUT_OPTIONS, |p| {
+            let base = Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let inside = format!("/out/{index}-{}-{base}", outputs.len());
+            outputs.push(inside.clone());
+            Some(inside)
+        });
+        words.extend(outputs.iter().map(|o| format!("{FETCH_FIELD}{o}")));
+        if crate::jobs::needs_default_image(&vmm_args) {
             words.extend(["--image".to_string(), "/guest.bin".to_string()]);
         }
-        words.extend(crate::jobs::rewrite_file_args(vmm_args, |p| {
+        words.extend(crate::jobs::rewrite_file_args(&vmm_args, |p| {
             staged.place(p, &is_file)
         }));
         list.push_str(&words.join("\t"));
@@ -383,6 +397,7 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
         .char_device("dev/console", 0o600, 5, 1)
         .dir("proc")
         .dir("sys")
+        .dir("out")
         .file("init", 0o755, &read(&artifacts.l1_init)?)
         .file("uirq-vmm", 0o755, &read(&artifacts.vmm)?)
         .file("guest.bin", 0o644, &read(&artifacts.guest_image)?)
@@ -422,6 +437,14 @@ pub enum Line<'a> {
     /// `@@uirq <tag> job <n> mark <ms>`: job n's output first held its mark
     /// this long after the VMM was spawned.
     JobMark(usize, Duration),
+    /// `@@uirq <tag> job <n> file <k> <base64>`: part of the k-th file job
+    /// n's VMM wrote (the L1 init's `@fetch=`).
+    JobFile(usize, usize, &'a str),
+    /// `@@uirq <tag> job <n> file-end <k> <bytes>`: that file is complete;
+    /// it has this many bytes.
+    JobFileEnd(usize, usize, u64),
+    /// `@@uirq <tag> job <n> file-error <k> <message>`: it cannot be sent.
+    JobFileError(usize, usize, &'a str),
     /// `@@uirq <tag> done`
     Done,
     /// `@@uirq <tag> init-error <message>` (or `@@uirq init-error
@@ -496,6 +519,23 @@ pub fn parse_line<'a>(line: &'a str, tag: Option<&str>) -> Parsed<'a> {
             }
             _ => None,
         },
+        ["job", n, "file", k, chunk] => match (n.parse(), k.parse()) {
+            (Ok(n), Ok(k)) => Some(Line::JobFile(n, k, chunk)),
+            _ => None,
+        },
+        ["job", n, "file-end", k, bytes] => match (n.parse(), k.parse(), bytes.parse()) {
+            (Ok(n), Ok(k), Ok(bytes)) => Some(Line::JobFileEnd(n, k, bytes)),
+            _ => None,
+        },
+        ["job", n, "file-error", k, ..] => match (n.parse(), k.parse()) {
+            (Ok(n), Ok(k)) => {
+                // The message: everything after the k.
+                let message = rest.split_once(" file-error ").map_or("", |(_, m)| m);
+                let message = message.trim_start().split_once(' ').map_or("", |(_, m)| m);
+                Some(Line::JobFileError(n, k, message.trim()))
+            }
+            _ => None,
+        },
         ["done"] => Some(Line::Done),
         ["init-error", ..] => Some(Line::InitError(
             rest.trim_start().trim_start_matches("init-error").trim(),
@@ -520,6 +560,68 @@ pub struct JobOutput {
     pub mark: Option<Duration>,
     /// The VMM's reports that carried the boot's tag.
     pub reports: Vec<Report>,
+    /// The files the init sent back (`@fetch=`), by their k, each with
+    /// its bytes or why it did not come.
+    pub files: Vec<std::result::Result<Vec<u8>, String>>,
+}
+
+/// Files one job may send back: its output options, each at most once
+/// per option given (more is not this batch's init).
+const MAX_FILES: usize = 16;
+
+/// Base64 text one job may send back, all files together; a VMM's trace
+/// is bounded far below this.
+const MAX_FETCHED: usize = 256 << 20;
+
+/// A file coming back over the console: its base64 so far.
+#[derive(Clone, Debug, Default)]
+struct Incoming {
+    text: String,
+    too_long: bool,
+}
+
+impl Incoming {
+    fn push(&mut self, chunk: &str, total: &mut usize) {
+        *total += chunk.len();
+        if *total > MAX_FETCHED {
+            self.too_long = true;
+            self.text = String::new();
+        } else if !self.too_long {
+            self.text.push_str(chunk);
+        }
+    }
+
+    /// The file, once its end line said it has `bytes` bytes.
+    fn finish(self, bytes: u64) -> std::result::Result<Vec<u8>, String> {
+        if self.too_long {
+            return Err(format!(
+                "a file the VMM wrote is larger than the {} MiB that come back from L1",
+                MAX_FETCHED >> 20
+            ));
+        }
+        unpack(&self.text, bytes)
+    }
+}
+
+/// Undoes the L1 init's base64 and gzip, and checks the size.
+pub fn unpack(text: &str, bytes: u64) -> std::result::Result<Vec<u8>, String> {
+    use base64::Engine;
+    use std::io::Read;
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("a file from L1 arrived damaged (base64: {e})"))?;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .take(bytes.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("a file from L1 arrived damaged (gzip: {e})"))?;
+    if out.len() as u64 != bytes {
+        return Err(format!(
+            "a file from L1 arrived with {} bytes instead of {bytes}",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// Boots L1 once, runs `jobs` in it and returns their outputs in order.
@@ -584,6 +686,9 @@ pub fn run_jobs(
     };
     let mut outputs: Vec<JobOutput> = vec![JobOutput::default(); jobs.len()];
     let mut consoles: Vec<JobConsole> = vec![JobConsole::default(); jobs.len()];
+    // Files coming back, per job and k, and the base64 each job sent.
+    let mut incoming: Vec<Vec<Incoming>> = vec![Vec::new(); jobs.len()];
+    let mut fetched_text = vec![0usize; jobs.len()];
     let mut current: Option<usize> = None;
     let mut done = false;
     // The boot's tag, from the init's first line (`parse_line`).
@@ -621,6 +726,30 @@ pub fn run_jobs(
                 current = None;
             }
             Line::JobMark(n, after) if n < outputs.len() => outputs[n].mark = Some(after),
+            Line::JobFile(n, k, chunk) if n < outputs.len() && k < MAX_FILES => {
+                if incoming[n].len() <= k {
+                    incoming[n].resize(k + 1, Incoming::default());
+                }
+                incoming[n][k].push(chunk, &mut fetched_text[n]);
+            }
+            Line::JobFileEnd(n, k, bytes) if n < outputs.len() && k < MAX_FILES => {
+                let file = incoming[n]
+                    .get_mut(k)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
+                let files = &mut outputs[n].files;
+                if files.len() <= k {
+                    files.resize(k + 1, Err("it did not come back from L1".into()));
+                }
+                files[k] = file.finish(bytes);
+            }
+            Line::JobFileError(n, k, msg) if n < outputs.len() && k < MAX_FILES => {
+                let files = &mut outputs[n].files;
+                if files.len() <= k {
+                    files.resize(k + 1, Err("it did not come back from L1".into()));
+                }
+                files[k] = Err(format!("L1 could not send it back: {msg}"));
+            }
             Line::Done => done = true,
             Line::InitError(msg) => init_error = Some(msg.to_string()),
             Line::Text(t) => text(t),
@@ -774,6 +903,91 @@ mod tests {
         );
         assert!(job_list(&[owned(&["--cmdline", "a\tb"])], |_| true).is_err());
         assert!(job_list(&[owned(&["@what=1"])], |_| true).is_err());
+    }
+
+    // What the VMM writes goes to /out in L1 and is fetched back, in the
+    // order of the options; the fields stay first.
+    #[test]
+    fn output_files_are_written_in_l1_and_fetched() {
+        let jobs = vec![
+            owned(&["--ticks", "3"]),
+            owned(&[
+                "@mark=x",
+                "--trace",
+                "../results/run trace.json",
+                "--dump-dtb=/tmp/t.dtb",
+            ]),
+        ];
+        let (list, _) = job_list(&jobs, |_| false).unwrap();
+        let lines: Vec<Vec<&str>> = list.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(
+            lines[1],
+            [
+                "@mark=x",
+                "@fetch=/out/1-0-run trace.json",
+                "@fetch=/out/1-1-t.dtb",
+                "--image",
+                "/guest.bin",
+                "--trace",
+                "/out/1-0-run trace.json",
+                "--dump-dtb=/out/1-1-t.dtb",
+            ]
+        );
+        assert_eq!(
+            crate::jobs::output_paths(&jobs[1][1..]),
+            ["../results/run trace.json", "/tmp/t.dtb"]
+        );
+    }
+
+    #[test]
+    fn file_lines_carry_job_file_and_size() {
+        let tagged = |rest: &str| format!("@@uirq {TAG} {rest}");
+        assert_eq!(
+            line_of(&tagged("job 2 file 0 H4sIAAAA")),
+            Line::JobFile(2, 0, "H4sIAAAA")
+        );
+        assert_eq!(
+            line_of(&tagged("job 2 file-end 1 1234")),
+            Line::JobFileEnd(2, 1, 1234)
+        );
+        assert_eq!(
+            line_of(&tagged(
+                "job 0 file-error 0 cannot read /out/0-0-t.json: No such file"
+            )),
+            Line::JobFileError(0, 0, "cannot read /out/0-0-t.json: No such file")
+        );
+        // A guest's forged file line has no tag: text.
+        let forged = "@@uirq job 0 file 0 H4sIAAAA";
+        assert_eq!(parse_line(forged, Some(TAG)).line, Line::Text(forged));
+    }
+
+    #[test]
+    fn a_file_comes_back_whole_or_says_why_not() {
+        use base64::Engine;
+        use std::io::Write;
+        let text = b"{\"traceEvents\":[]}\n".repeat(50);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+        // In chunks, as the init sends it.
+        let mut incoming = Incoming::default();
+        let mut total = 0;
+        for chunk in packed.as_bytes().chunks(7) {
+            incoming.push(std::str::from_utf8(chunk).unwrap(), &mut total);
+        }
+        assert_eq!(incoming.clone().finish(text.len() as u64).unwrap(), text);
+        // A lost line, a wrong size, damage: each a sentence.
+        let short = &packed[..packed.len() - 8];
+        assert!(unpack(short, text.len() as u64).is_err());
+        assert!(unpack(&packed, text.len() as u64 + 1)
+            .unwrap_err()
+            .contains("instead of"));
+        assert!(unpack("not base64!", 3).unwrap_err().contains("damaged"));
+        // Past the limit, nothing is kept and the reason is given.
+        let mut big = Incoming::default();
+        let mut total = MAX_FETCHED;
+        big.push("AAAA", &mut total);
+        assert!(big.finish(3).unwrap_err().contains("larger than"));
     }
 
     const TAG: &str = "5f0c9e2a41d7b3c8e6f1a0b9c2d4e7f3";

@@ -189,6 +189,15 @@ fn run(rest: &[String]) -> Result<ExitCode> {
     let code = result
         .exit_code
         .ok_or("the VMM did not finish (no exit status came back)")?;
+    for file in &result.fetched {
+        match &file.result {
+            Ok(bytes) => progress(format!(
+                "{}: {bytes} bytes, brought back from L1",
+                file.path
+            )),
+            Err(e) => return Err(format!("{} was not written: {e}", file.path)),
+        }
+    }
     if linux {
         println!("{}", linux_summary(result.mark, &result.console, code));
     }

@@ -130,6 +130,29 @@ const DMACR: u64 = 0x048;
 /// First of the peripheral and PrimeCell identification registers.
 const ID_BASE: u64 = 0xFE0;
 
+/// The name of the register at `offset` (PL011 TRM, DDI 0183G, 3.2), for
+/// traces and logs; "UART+0x..." where there is none.
+pub fn register_name(offset: u64) -> String {
+    let name = match offset {
+        DR => "UARTDR",
+        RSR => "UARTRSR",
+        FR => "UARTFR",
+        IBRD => "UARTIBRD",
+        FBRD => "UARTFBRD",
+        LCR_H => "UARTLCR_H",
+        CR => "UARTCR",
+        IFLS => "UARTIFLS",
+        IMSC => "UARTIMSC",
+        RIS => "UARTRIS",
+        MIS => "UARTMIS",
+        ICR => "UARTICR",
+        DMACR => "UARTDMACR",
+        ID_BASE..=0xFFF => "UARTPeriphID/PCellID",
+        _ => return format!("UART+{offset:#x}"),
+    };
+    name.to_string()
+}
+
 /// UARTFR.BUSY: the transmitter is sending (never, here).
 #[cfg(test)]
 const FR_BUSY: u32 = 1 << 3;

@@ -156,6 +156,27 @@ pub struct RunReport<P> {
 }
 
 impl<P> RunReport<P> {
+    /// The same report with each vCPU's probe turned into `f(probe)`, in
+    /// vCPU order.
+    pub fn map_probes<Q>(self, mut f: impl FnMut(P) -> Q) -> RunReport<Q> {
+        RunReport {
+            outcome: self.outcome,
+            ended_by: self.ended_by,
+            interrupted: self.interrupted,
+            vcpus: self
+                .vcpus
+                .into_iter()
+                .map(|v| VcpuReport {
+                    stats: v.stats,
+                    probe: f(v.probe),
+                })
+                .collect(),
+            timebase: self.timebase,
+            results: self.results,
+            vmm_rss_kib: self.vmm_rss_kib,
+        }
+    }
+
     /// Every vCPU's counters added up.
     pub fn total_stats(&self) -> Stats {
         let mut total = Stats::default();

@@ -165,6 +165,7 @@ impl<'a, P: Probe> VcpuLoop<'a, P> {
                 machine,
                 &mut self.probe,
             )?;
+            self.probe.served(self.cpu, &exit);
             match (served, &exit) {
                 (Served::Stop(stop), _) => return self.stopped_by_guest(stop),
                 // Not completed: nothing is handed back for a load, and no

@@ -28,6 +28,13 @@
 //!    - `@stdout-unread`: the VMM's stdout is a pipe this program holds
 //!      open and never reads, so it fills up and stays full; stderr is
 //!      still the console ([`STDOUT_UNREAD`]);
+//!    - `@fetch=PATH` (any number of them): after the VMM exited, the
+//!      file at PATH (one the VMM wrote, such as a `--trace`) goes back to
+//!      xtask over the console, gzip-compressed and base64-encoded, in
+//!      lines `@@uirq <tag> job <n> file <k> <chunk>` ended by `... job
+//!      <n> file-end <k> <bytes>` (its size before compression), or by
+//!      `... job <n> file-error <k> <message>`; k counts the job's
+//!      `@fetch=` fields from 0 ([`FETCH_FIELD`]);
 //! 4. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! **Why the tag.** The guest's output shares the console with these
@@ -99,6 +106,12 @@ const STDIN_FIELD: &str = "@stdin=";
 /// (`xtask::jobs::STDOUT_UNREAD`).
 const STDOUT_UNREAD: &str = "@stdout-unread";
 
+/// A job field: send this file back after the VMM exited
+/// (`xtask::jobs::FETCH_FIELD`).
+const FETCH_FIELD: &str = "@fetch=";
+/// Base64 characters per `file` line: well under xtask's longest line.
+const FETCH_CHUNK: usize = 3072;
+
 /// The fields of a job, which precede its VMM arguments.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Fields<'a> {
@@ -106,6 +119,7 @@ struct Fields<'a> {
     mark: Option<&'a str>,
     stdin: Option<&'a str>,
     stdout_unread: bool,
+    fetch: Vec<&'a str>,
 }
 
 /// Splits the leading fields of a job off its VMM arguments.
@@ -121,6 +135,8 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
             fields.stdin = Some(text);
         } else if *first == STDOUT_UNREAD {
             fields.stdout_unread = true;
+        } else if let Some(path) = first.strip_prefix(FETCH_FIELD) {
+            fields.fetch.push(path);
         } else {
             break;
         }
@@ -170,10 +186,54 @@ fn main() {
                 127
             }
         };
+        for (k, path) in fields.fetch.iter().enumerate() {
+            send_file(index, k, path);
+        }
         println!("{} job {index} exit {code}", mark());
     }
     println!("{} done", mark());
     power_off();
+}
+
+/// Prints the file at `path` for xtask (see the module documentation):
+/// gzip, then base64 in lines of [`FETCH_CHUNK`] characters.
+fn send_file(index: usize, k: usize, path: &str) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            println!(
+                "{} job {index} file-error {k} cannot read {path}: {e}",
+                mark()
+            );
+            return;
+        }
+    };
+    let packed = match pack(&bytes) {
+        Ok(packed) => packed,
+        Err(e) => {
+            println!(
+                "{} job {index} file-error {k} cannot compress {path}: {e}",
+                mark()
+            );
+            return;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    for chunk in packed.as_bytes().chunks(FETCH_CHUNK) {
+        // Base64 is ASCII: every chunk is a whole string.
+        let chunk = std::str::from_utf8(chunk).unwrap_or_default();
+        let _ = writeln!(out, "{} job {index} file {k} {chunk}", mark());
+    }
+    let _ = writeln!(out, "{} job {index} file-end {k} {}", mark(), bytes.len());
+    let _ = out.flush();
+}
+
+/// `bytes` gzip-compressed and base64-encoded (standard alphabet, padded).
+fn pack(bytes: &[u8]) -> std::io::Result<String> {
+    use base64::Engine;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(gz.finish()?))
 }
 
 /// Runs job `index`: the VMM with `args`, as its `fields` ask.
@@ -403,12 +463,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fetched_file_is_gzip_then_base64() {
+        use base64::Engine;
+        use std::io::Read;
+        let text = b"{\"traceEvents\":[]}".repeat(100);
+        let packed = pack(&text).unwrap();
+        assert!(
+            packed.len() < text.len() / 4,
+            "compressed: {}",
+            packed.len()
+        );
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(packed)
+            .unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, text);
+        let (fields, rest) = split_fields(&["@fetch=/trace-0.json", "--trace", "/trace-0.json"]);
+        assert_eq!(fields.fetch, ["/trace-0.json"]);
+        assert_eq!(rest, ["--trace", "/trace-0.json"]);
+    }
+
+    #[test]
     fn fields_come_first_in_any_order_and_the_rest_goes_to_the_vmm() {
         let job = [
             "@stdin=hello there",
             "@sigint-after-ms=1500",
             "@mark=uirq-linux-init: started",
             "@stdout-unread",
+            "@fetch=/trace-0.json",
             "--cpus",
             "2",
         ];
@@ -420,6 +505,7 @@ mod tests {
                 mark: Some("uirq-linux-init: started"),
                 stdin: Some("hello there"),
                 stdout_unread: true,
+                fetch: vec!["/trace-0.json"],
             }
         );
         assert_eq!(args, ["--cpus", "2"]);
