@@ -20,6 +20,8 @@
 //!   it, and reading back what its init printed.
 //! - [`qemu_plain`]: the firmware on QEMU's own emulated GICv2 (no KVM, no
 //!   VMM), the independent check of the GIC scenarios.
+//! - [`trace_svg`]: part of a VMM trace (`--trace`) drawn as an SVG
+//!   timeline, for the docs.
 
 pub mod bench;
 pub mod boot_bench;
@@ -33,6 +35,7 @@ pub mod process;
 pub mod project;
 pub mod qemu_plain;
 pub mod toolchain;
+pub mod trace_svg;
 
 /// The error type of the automation: one sentence for the user.
 pub type Error = String;
