@@ -28,6 +28,8 @@
 //!    - `@stdout-unread`: the VMM's stdout is a pipe this program holds
 //!      open and never reads, so it fills up and stays full; stderr is
 //!      still the console ([`STDOUT_UNREAD`]);
+//!    - `@env=NAME=VALUE`: NAME is set to VALUE in the VMM's environment
+//!      (`UIRQ_LOG`, `NO_COLOR`; [`ENV_FIELD`]);
 //! 4. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! **Why the tag.** The guest's output shares the console with these
@@ -98,6 +100,9 @@ const STDIN_FIELD: &str = "@stdin=";
 /// A job field: the VMM's stdout is a pipe nobody reads
 /// (`xtask::jobs::STDOUT_UNREAD`).
 const STDOUT_UNREAD: &str = "@stdout-unread";
+/// A job field: `NAME=VALUE` for the VMM's environment
+/// (`xtask::jobs::ENV_FIELD`).
+const ENV_FIELD: &str = "@env=";
 
 /// The fields of a job, which precede its VMM arguments.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -106,6 +111,7 @@ struct Fields<'a> {
     mark: Option<&'a str>,
     stdin: Option<&'a str>,
     stdout_unread: bool,
+    env: Vec<(&'a str, &'a str)>,
 }
 
 /// Splits the leading fields of a job off its VMM arguments.
@@ -121,6 +127,11 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
             fields.stdin = Some(text);
         } else if *first == STDOUT_UNREAD {
             fields.stdout_unread = true;
+        } else if let Some((name, value)) = first
+            .strip_prefix(ENV_FIELD)
+            .and_then(|s| s.split_once('='))
+        {
+            fields.env.push((name, value));
         } else {
             break;
         }
@@ -182,6 +193,7 @@ fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<
     if let Some(tag) = TAG.get() {
         cmd.env(TAG_ENV, tag);
     }
+    cmd.envs(fields.env.iter().copied());
     cmd.args(args).stdin(match fields.stdin {
         Some(_) => Stdio::piped(),
         None => Stdio::null(),
@@ -409,6 +421,8 @@ mod tests {
             "@sigint-after-ms=1500",
             "@mark=uirq-linux-init: started",
             "@stdout-unread",
+            "@env=UIRQ_LOG=uirq_host=debug",
+            "@env=NO_COLOR=1",
             "--cpus",
             "2",
         ];
@@ -420,6 +434,7 @@ mod tests {
                 mark: Some("uirq-linux-init: started"),
                 stdin: Some("hello there"),
                 stdout_unread: true,
+                env: vec![("UIRQ_LOG", "uirq_host=debug"), ("NO_COLOR", "1")],
             }
         );
         assert_eq!(args, ["--cpus", "2"]);
