@@ -29,7 +29,7 @@
 //! paths on this machine; the nested run copies them into L1.
 //!
 //! **What a job gives back.** Its console ([`JobResult::console`], the
-//! guest's and the VMM's text, bounded by [`BoundedText`](crate::bounded::BoundedText)), its exit code,
+//! guest's and the VMM's text, bounded by [`BoundedText`]), its exit code,
 //! and the VMM's reports ([`JobResult::report`]): the `@@bench` and
 //! `@@exits` lines, believed only with the batch's tag
 //! (`uirq_abi::report`). Every VMM of a batch gets the tag in

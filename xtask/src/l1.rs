@@ -488,7 +488,8 @@ fn job_list(
 }
 
 /// Writes the initramfs for one boot: the init, the VMM, the firmware image,
-/// the job list (see [`job_list`]) and the files the jobs name.
+/// the job list (one job per line: its fields, then its VMM arguments,
+/// tab-separated) and the files the jobs name.
 pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let (list, files) = job_list(jobs, Path::is_file)?;

@@ -3,7 +3,7 @@
 //!
 //! - [`project`]: where things are (root, target directory, artifacts).
 //! - [`toolchain`]: makes sure the rustup targets and llvm-tools are there.
-//! - [`bench`]: `bench-latency`: runs, tables, JSON and the SVG plot.
+//! - [`bench`](mod@bench): `bench-latency`: runs, tables, JSON and the SVG plot.
 //! - [`boot_bench`]: `bench-boot`: Linux boot time and exits, userspace GIC
 //!   against the in-kernel vGIC.
 //! - [`build`]: builds the firmware image, the VMM and the two inits.

@@ -351,6 +351,7 @@ fn test() -> Result<ExitCode> {
             "clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings",
         ]),
     )?;
+    docs(&guest, &target_dir)?;
     let mut tally = Tally::default();
     test_step(
         "unit tests (workspace)",
@@ -398,6 +399,38 @@ fn test() -> Result<ExitCode> {
     // One plain closing line with the totals of every test run above.
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The documentation of every crate, with rustdoc's warnings (a broken
+/// intra-doc link, say) as errors: the workspace for the build machine and
+/// for `aarch64-unknown-linux-musl` (the VMM's aarch64-only KVM modules),
+/// and the firmware for `aarch64-unknown-none`.
+fn docs(guest: &std::path::Path, target_dir: &std::path::Path) -> Result<()> {
+    let doc = |target: Option<&str>| {
+        let mut cmd = project::cargo();
+        cmd.args(["doc", "--quiet", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        if let Some(target) = target {
+            cmd.args(["--target", target]);
+        }
+        cmd
+    };
+    let mut workspace = doc(None);
+    workspace.arg("--workspace");
+    step("documentation, build machine", workspace)?;
+    let mut musl = doc(Some(toolchain::LINUX_TARGET));
+    musl.arg("--workspace");
+    step(
+        "documentation, aarch64-unknown-linux-musl (the VMM's KVM modules)",
+        musl,
+    )?;
+    let mut firmware = doc(Some(toolchain::GUEST_TARGET));
+    firmware
+        .arg("--manifest-path")
+        .arg(guest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    step("documentation, aarch64-unknown-none (firmware)", firmware)
 }
 
 /// Like [`step`] for a `cargo test` run: echoes its output and adds its
