@@ -7,7 +7,12 @@
 //! cargo xtask bench-latency       interrupt latency, userspace GIC vs in-kernel vGIC
 //! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
 //! cargo xtask build               build the firmware image, VMM and the inits
+//! cargo xtask help [COMMAND]      the commands, or one command's options
 //! ```
+//!
+//! The command line is clap's; a usage error, like every other failure of
+//! xtask itself, exits with [`XTASK_ERROR`] (101), a code no guest status
+//! or VMM code uses, and `--help` anywhere exits 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
