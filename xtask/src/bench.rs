@@ -582,6 +582,10 @@ pub fn plot_svg(doc: &Value) -> String {
 mod tests {
     use super::*;
 
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn decade_labels_name_powers_of_ten() {
         let labels: Vec<String> = (0..8).map(decade_label).collect();
@@ -600,7 +604,7 @@ mod tests {
 
     fn parse_args(a: &[&str]) -> std::result::Result<Options, clap::Error> {
         use clap::Parser;
-        let argv = std::iter::once("bench-latency").chain(a.iter().copied());
+        let argv = std::iter::once("bench-latency".to_string()).chain(args(a));
         Cli::try_parse_from(argv).map(|c| c.args.into())
     }
 

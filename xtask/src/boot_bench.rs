@@ -425,6 +425,10 @@ pub fn table(doc: &Value) -> String {
 mod tests {
     use super::*;
 
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
     /// `bench-boot`'s arguments as xtask's command line parses them.
     #[derive(clap::Parser)]
     struct Cli {
@@ -434,7 +438,7 @@ mod tests {
 
     fn parse_args(a: &[&str]) -> std::result::Result<Options, clap::Error> {
         use clap::Parser;
-        let argv = std::iter::once("bench-boot").chain(a.iter().copied());
+        let argv = std::iter::once("bench-boot".to_string()).chain(args(a));
         Cli::try_parse_from(argv).map(|c| c.args.into())
     }
 
