@@ -43,7 +43,7 @@ pub mod gicd {
     pub const SPENDSGIR: u64 = 0xF20;
     /// First identification register (PIDR4); the block runs to 0xFFC.
     pub const IDREGS: u64 = 0xFD0;
-    /// Peripheral ID2 Register: bits [7:4] give the architecture version.
+    /// Peripheral ID2 Register: bits \[7:4\] give the architecture version.
     pub const PIDR2: u64 = 0xFE8;
 }
 
@@ -185,7 +185,7 @@ pub const PTIMER: IntId = match IntId::ppi(14) {
     None => panic!(),
 };
 
-/// GIC architecture version reported in GICD_PIDR2 bits [7:4] for GICv2.
+/// GIC architecture version reported in GICD_PIDR2 bits \[7:4\] for GICv2.
 pub const PIDR2_ARCH_GICV2: u32 = 0x2 << 4;
 
 #[cfg(test)]

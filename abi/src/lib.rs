@@ -10,7 +10,7 @@
 //! - [`boot`]: how the VMM tells the firmware which program to run.
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.
-//! - [`bench`]: the latency benchmark's result buffer and phase markers.
+//! - [`bench`](mod@bench): the latency benchmark's result buffer and phase markers.
 //! - [`report`]: how the harness's lines (the L1 init's, the VMM's reports)
 //!   are told from the guest's on a shared console.
 #![no_std]

@@ -184,7 +184,7 @@ pub struct GicInterrupt {
     pub kind: GicInterruptKind,
     /// Cell 2: the SPI or PPI number (not the interrupt id).
     pub number: u32,
-    /// Cell 3: bits [3:0] the trigger type, bits [15:8] a PPI's CPU mask.
+    /// Cell 3: bits \[3:0\] the trigger type, bits \[15:8\] a PPI's CPU mask.
     pub flags: u32,
 }
 
@@ -198,7 +198,7 @@ impl GicInterrupt {
         }
     }
 
-    /// The trigger type of the flags cell, bits [3:0], as the binding names
+    /// The trigger type of the flags cell, bits \[3:0\], as the binding names
     /// them (1 edge rising, 2 edge falling, 4 level high, 8 level low).
     pub const fn trigger(self) -> &'static str {
         match self.flags & 0xf {

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! EC (exception class) says what kind of exception it was; ISS is specific
-//! to the class. For aborts, ISS bits [5:0] are the fault status code.
+//! to the class. For aborts, ISS bits \[5:0\] are the fault status code.
 
 /// The exception class, `ESR_EL1[31:26]`.
 pub fn exception_class(esr: u64) -> u32 {
@@ -19,7 +19,7 @@ pub fn exception_class(esr: u64) -> u32 {
 /// EC 0x25: a data abort taken without a change in exception level.
 pub const EC_DATA_ABORT_SAME_EL: u32 = 0x25;
 
-/// A data abort's fault status code (DFSC, ISS[5:0]) for a synchronous
+/// A data abort's fault status code (DFSC, ISS\[5:0\]) for a synchronous
 /// external abort that is not on a translation table walk: what a bus
 /// answers for an access no device takes.
 pub const DFSC_SYNC_EXTERNAL: u64 = 0b010000;
@@ -59,7 +59,7 @@ pub fn describe_class(ec: u32) -> &'static str {
 }
 
 /// For an abort (EC 0x20, 0x21, 0x24, 0x25), a short description of its
-/// fault status code, ISS[5:0]; `None` for other classes.
+/// fault status code, ISS\[5:0\]; `None` for other classes.
 pub fn describe_abort(esr: u64) -> Option<&'static str> {
     if !matches!(exception_class(esr), 0x20 | 0x21 | 0x24 | 0x25) {
         return None;

@@ -10,7 +10,7 @@
 //! - [`drivers::pl011`]: the PL011 UART, for output.
 //! - [`stats`]: lock-free recording in an interrupt handler, min/median/max.
 //! - [`report`]: the timer program's verdict and its summary line.
-//! - [`drivers::marker`], [`bench`]: the latency benchmark's phase marker,
+//! - [`drivers::marker`], [`bench`](mod@bench): the latency benchmark's phase marker,
 //!   argument and sample checks, and result-buffer writer.
 //! - [`esr`]: decoding the syndrome of an exception, expected or not.
 //! - [`chaos`]: the `chaos` program's random number generator and the

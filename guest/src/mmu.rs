@@ -133,19 +133,19 @@ pub const SCTLR_SET: u64 =
 pub const SCTLR_CLEAR: u64 = SCTLR_EL1::A::Enable.mask() | SCTLR_EL1::WXN::Enable.mask();
 
 /// The fields of a block or table descriptor ("Translation table
-/// descriptor formats", "Memory region attributes", "Access permissions"). Bits [1:0]: 0b01 block, 0b11 table (or page at level 3),
+/// descriptor formats", "Memory region attributes", "Access permissions"). Bits \[1:0\]: 0b01 block, 0b11 table (or page at level 3),
 /// bit 0 clear: invalid.
 pub mod descriptor {
     /// Bit 0: the descriptor is valid.
     pub const VALID: u64 = 1 << 0;
-    /// Bits [1:0] = 0b01: a block descriptor (at level 1, 1 GiB).
+    /// Bits \[1:0\] = 0b01: a block descriptor (at level 1, 1 GiB).
     pub const BLOCK: u64 = VALID;
-    /// Bits [4:2]: `AttrIndx`, which byte of `MAIR_EL1` gives the memory
+    /// Bits \[4:2\]: `AttrIndx`, which byte of `MAIR_EL1` gives the memory
     /// type.
     pub const ATTR_INDEX_SHIFT: u32 = 2;
-    /// Bits [7:6]: `AP`; 0b00 is read/write at EL1, no access at EL0.
+    /// Bits \[7:6\]: `AP`; 0b00 is read/write at EL1, no access at EL0.
     pub const AP_EL1_RW: u64 = 0b00 << 6;
-    /// Bits [9:8]: `SH` = 0b11, Inner Shareable (ignored for Device memory,
+    /// Bits \[9:8\]: `SH` = 0b11, Inner Shareable (ignored for Device memory,
     /// which is always treated as Outer Shareable).
     pub const SH_INNER: u64 = 0b11 << 8;
     /// Bit 10: `AF`, the Access Flag. Without hardware management of it
@@ -156,7 +156,7 @@ pub mod descriptor {
     pub const PXN: u64 = 1 << 53;
     /// Bit 54: `UXN`, never executable at EL0.
     pub const UXN: u64 = 1 << 54;
-    /// Bits [47:30]: the output address of a level-1 block.
+    /// Bits \[47:30\]: the output address of a level-1 block.
     pub const BLOCK_ADDRESS_MASK: u64 = ((1 << 48) - 1) & !((1 << 30) - 1);
 }
 

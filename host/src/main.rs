@@ -268,9 +268,22 @@ fn log_filter(
         .map_err(|e| format!("UIRQ_LOG={text:?} is not a log filter ({e}); try UIRQ_LOG=debug"))
 }
 
+/// Whether the log may be coloured: only when standard error is a
+/// terminal, and never when `NO_COLOR` (its value given as `no_color`) is
+/// set and not empty (<https://no-color.org>).
+fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(filter: tracing_subscriber::EnvFilter) {
+    use std::io::IsTerminal;
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
@@ -916,6 +929,27 @@ fn run(_args: &Args, _boot: Boot, _tag: Option<&str>) -> anyhow::Result<ExitCode
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        let matrix = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (true, Some("false"), false),
+            (false, None, false),
+            (false, Some(""), false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, expected) in matrix {
+            assert_eq!(
+                super::log_colour(terminal, no_color.map(OsStr::new)),
+                expected,
+                "terminal {terminal}, NO_COLOR {no_color:?}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -53,61 +53,65 @@ impl Default for Options {
 /// or more vCPUs).
 pub const MEASUREMENTS: [&str; 4] = ["vtimer", "sgi", "mmio", "ipi"];
 
-/// The usage text of `bench-latency`.
-pub const USAGE: &str = "\
-cargo xtask bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both]
-                          [--cpus N] [--json PATH] [--plot PATH.svg]";
+/// Which irqchips `bench-latency` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IrqchipChoice {
+    /// The userspace GIC only.
+    User,
+    /// KVM's in-kernel vGICv2 only.
+    Kernel,
+    /// Both, the userspace GIC first.
+    Both,
+}
 
-/// Parses `bench-latency`'s arguments.
-pub fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value; usage: {USAGE}"))
-        };
-        match flag.as_str() {
-            "--samples" => {
-                o.samples = value()?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=16_384).contains(n))
-                    .ok_or("--samples takes a number from 1 to 16384")?
-            }
-            "--warmup" => {
-                o.warmup = value()?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or("--warmup takes a number from 1 to 10000")?
-            }
-            "--irqchip" => {
-                o.irqchips = match value()?.as_str() {
-                    "user" => vec!["user"],
-                    "kernel" => vec!["kernel"],
-                    "both" => vec!["user", "kernel"],
-                    other => {
-                        return Err(format!("--irqchip {other}: expected user, kernel or both"))
-                    }
-                }
-            }
-            "--cpus" => {
-                o.cpus = value()?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=8).contains(n))
-                    .ok_or(
-                        "--cpus takes a number from 1 to 8 (2 or more adds the ipi measurement)",
-                    )?
-            }
-            "--json" => o.json = Some(PathBuf::from(value()?)),
-            "--plot" => o.plot = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown option `{other}`; usage: {USAGE}")),
+impl IrqchipChoice {
+    /// The irqchips to measure, in order.
+    pub fn irqchips(self) -> Vec<&'static str> {
+        match self {
+            IrqchipChoice::User => vec!["user"],
+            IrqchipChoice::Kernel => vec!["kernel"],
+            IrqchipChoice::Both => vec!["user", "kernel"],
         }
     }
-    Ok(o)
+}
+
+/// The command line of `bench-latency`; [`Options`] once converted.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Samples per measurement, 1 to 16384.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=16_384))]
+    pub samples: u64,
+    /// Warm-up samples per measurement, 1 to 10000.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub warmup: u64,
+    /// The irqchips to measure.
+    #[arg(long, value_enum, default_value_t = IrqchipChoice::Both)]
+    pub irqchip: IrqchipChoice,
+    /// vCPUs of the benchmark VM, 1 to 8; 2 or more adds the ipi measurement.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
+    pub cpus: usize,
+    /// Write the results as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Write an SVG plot of the latency distributions to PATH.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+impl From<Args> for Options {
+    fn from(a: Args) -> Self {
+        Self {
+            samples: a.samples,
+            warmup: a.warmup,
+            irqchips: a.irqchip.irqchips(),
+            cpus: a.cpus,
+            json: a.json,
+            plot: a.plot,
+        }
+    }
 }
 
 /// Builds everything, runs the benchmark and reports it. Returns the
@@ -591,32 +595,51 @@ mod tests {
         );
     }
 
+    /// `bench-latency`'s arguments as xtask's command line parses them.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse_args(a: &[&str]) -> std::result::Result<Options, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("bench-latency".to_string()).chain(args(a));
+        Cli::try_parse_from(argv).map(|c| c.args.into())
+    }
+
     #[test]
     fn options_parse_and_bad_ones_are_refused() {
-        let o = parse_args(&args(&[
+        let o = parse_args(&[
             "--samples",
             "2000",
             "--json",
             "out.json",
             "--irqchip",
             "user",
-        ]))
+        ])
         .unwrap();
         assert_eq!(o.samples, 2000);
         assert_eq!(o.irqchips, vec!["user"]);
         assert_eq!(o.json, Some(PathBuf::from("out.json")));
         assert_eq!(o.cpus, 2, "two vCPUs by default, for the ipi measurement");
-        assert_eq!(parse_args(&args(&["--cpus", "1"])).unwrap().cpus, 1);
+        assert_eq!(parse_args(&["--cpus", "1"]).unwrap().cpus, 1);
+        assert_eq!(
+            parse_args(&["--irqchip", "kernel"]).unwrap().irqchips,
+            ["kernel"]
+        );
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
         for bad in [
             &["--samples"][..],
             &["--samples", "0"],
+            &["--samples", "16385"],
+            &["--warmup", "0"],
             &["--cpus", "9"],
             &["--cpus", "0"],
             &["--irqchip", "x"],
             &["--nope"],
         ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+            assert!(parse_args(bad).is_err(), "{bad:?}");
         }
     }
 

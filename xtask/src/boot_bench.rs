@@ -45,39 +45,30 @@ impl Default for Options {
     }
 }
 
-/// The usage text of `bench-boot`.
-pub const USAGE: &str = "cargo xtask bench-boot [--runs N] [--cpus N] [--json PATH]";
+/// The command line of `bench-boot`; [`Options`] once converted.
+#[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Boots per irqchip, 1 to 50.
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=50))]
+    pub runs: usize,
+    /// vCPUs of the Linux guest, 1 to 8.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
+    pub cpus: usize,
+    /// Write the results as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
 
-/// Parses `bench-boot`'s arguments.
-pub fn parse_args(args: &[String]) -> Result<Options> {
-    let mut o = Options::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value; usage: {USAGE}"))
-        };
-        match flag.as_str() {
-            "--runs" => {
-                o.runs = value()?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=50).contains(n))
-                    .ok_or("--runs takes a number from 1 to 50")?
-            }
-            "--cpus" => {
-                o.cpus = value()?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=8).contains(n))
-                    .ok_or("--cpus takes a number from 1 to 8")?
-            }
-            "--json" => o.json = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown option `{other}`; usage: {USAGE}")),
+impl From<Args> for Options {
+    fn from(a: Args) -> Self {
+        Self {
+            runs: a.runs,
+            cpus: a.cpus,
+            json: a.json,
         }
     }
-    Ok(o)
 }
 
 /// One boot's figures.
@@ -438,10 +429,23 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    /// `bench-boot`'s arguments as xtask's command line parses them.
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse_args(a: &[&str]) -> std::result::Result<Options, clap::Error> {
+        use clap::Parser;
+        let argv = std::iter::once("bench-boot".to_string()).chain(args(a));
+        Cli::try_parse_from(argv).map(|c| c.args.into())
+    }
+
     #[test]
     fn options_parse_and_bad_ones_are_refused() {
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
-        let o = parse_args(&args(&["--runs", "5", "--cpus", "2", "--json", "b.json"])).unwrap();
+        let o = parse_args(&["--runs", "5", "--cpus", "2", "--json", "b.json"]).unwrap();
         assert_eq!(
             o,
             Options {
@@ -453,10 +457,11 @@ mod tests {
         for bad in [
             &["--runs"][..],
             &["--runs", "0"],
+            &["--runs", "51"],
             &["--cpus", "9"],
             &["--samples", "3"],
         ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+            assert!(parse_args(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -15,6 +15,10 @@
 //! - `@stdin=TEXT`: write TEXT and a newline to the VMM's stdin once the
 //!   mark was seen (at once without a mark) and keep it open until the VMM
 //!   exits ([`STDIN_FIELD`]). Without it the VMM's stdin is empty;
+//! - `@env=NAME=VALUE`: the VMM runs with NAME set to VALUE in its
+//!   environment (any number of them; [`ENV_FIELD`]). A native VMM inherits
+//!   xtask's environment as well; a nested one gets only these, which is
+//!   how `UIRQ_LOG` ([`with_log_filter`]) and `NO_COLOR` reach it in L1;
 //! - `@stdout-unread`: the VMM's standard output is a pipe that nobody
 //!   reads, so it fills and stays full; only its standard error reaches the
 //!   console ([`STDOUT_UNREAD`]). For the test that a stalled reader
@@ -28,7 +32,7 @@
 //! ([`JobResult::fetched`]).
 //!
 //! **What a job gives back.** Its console ([`JobResult::console`], the
-//! guest's and the VMM's text, bounded by [`BoundedText`](crate::bounded::BoundedText)), its exit code,
+//! guest's and the VMM's text, bounded by [`BoundedText`]), its exit code,
 //! and the VMM's reports ([`JobResult::report`]): the `@@bench` and
 //! `@@exits` lines, believed only with the batch's tag
 //! (`uirq_abi::report`). Every VMM of a batch gets the tag in
@@ -58,6 +62,10 @@ pub const MARK_FIELD: &str = "@mark=";
 pub const STDIN_FIELD: &str = "@stdin=";
 /// A job field: the VMM's stdout is a pipe nobody reads.
 pub const STDOUT_UNREAD: &str = "@stdout-unread";
+/// A job field: `NAME=VALUE` after `=` goes into the VMM's environment.
+pub const ENV_FIELD: &str = "@env=";
+/// The VMM's log filter (`tracing`'s syntax), read by `uirq-vmm`.
+pub const LOG_ENV: &str = "UIRQ_LOG";
 
 /// The VMM options that name a file to load, whose value is a path on the
 /// build machine.
@@ -82,6 +90,8 @@ pub struct JobFields {
     pub stdin: Option<String>,
     /// `@stdout-unread`
     pub stdout_unread: bool,
+    /// `@env=NAME=VALUE`, in order.
+    pub env: Vec<(String, String)>,
 }
 
 impl JobFields {
@@ -100,8 +110,31 @@ impl JobFields {
         if self.stdout_unread {
             out.push(STDOUT_UNREAD.to_string());
         }
+        for (name, value) in &self.env {
+            out.push(format!("{ENV_FIELD}{name}={value}"));
+        }
         out
     }
+}
+
+/// `job` with `@env=UIRQ_LOG=FILTER` in front when `filter` is given and
+/// not empty, so the VMM logs as asked wherever it runs (a nested VMM
+/// does not inherit xtask's environment).
+pub fn with_log_filter(job: Vec<String>, filter: Option<&str>) -> Vec<String> {
+    match filter.filter(|f| !f.is_empty()) {
+        Some(f) => std::iter::once(format!("{ENV_FIELD}{LOG_ENV}={f}"))
+            .chain(job)
+            .collect(),
+        None => job,
+    }
+}
+
+/// True when `name` can be an environment variable's name in a job field:
+/// letters, digits and `_`, not starting with a digit.
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Splits a job's leading fields off its VMM arguments. A leading `@...`
@@ -128,9 +161,20 @@ pub fn split_fields(args: &[String]) -> Result<(JobFields, &[String])> {
             fields.stdin = Some(text.to_string());
         } else if first == STDOUT_UNREAD {
             fields.stdout_unread = true;
+        } else if let Some(setting) = first.strip_prefix(ENV_FIELD) {
+            match setting.split_once('=') {
+                Some((name, value)) if is_env_name(name) => {
+                    fields.env.push((name.to_string(), value.to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "job field {first:?}: expected {ENV_FIELD}NAME=VALUE with a NAME of letters, digits and _"
+                    ))
+                }
+            }
         } else {
             return Err(format!(
-                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT, {STDOUT_UNREAD})"
+                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT, {STDOUT_UNREAD}, {ENV_FIELD}NAME=VALUE)"
             ));
         }
         rest = tail;
@@ -420,8 +464,18 @@ fn nested(
             std::fs::File::create(&path).map_err(|e| format!("cannot write {path}: {e}"))?;
         }
     }
-    let (versions, outputs) =
-        l1::run_jobs(artifacts, jobs, label, stream, wall_timeout, kernel_package)?;
+    // The VMM in L1 writes to L1's console, a terminal, whatever this
+    // process's output is: it gets NO_COLOR unless colour is wanted here.
+    let colour = crate::stdout_colour();
+    let sent: Vec<Vec<String>> = jobs.iter().map(|j| plain_unless(colour, j)).collect();
+    let (versions, outputs) = l1::run_jobs(
+        artifacts,
+        &sent,
+        label,
+        stream,
+        wall_timeout,
+        kernel_package,
+    )?;
     let env = Environment {
         kind: "nested",
         kernel: versions.kernel,
@@ -460,6 +514,12 @@ fn nested(
     Ok((env, results))
 }
 
+/// `job` as sent into L1: with `@env=NO_COLOR=1` in front unless `colour`.
+fn plain_unless(colour: bool, job: &[String]) -> Vec<String> {
+    let plain = (!colour).then(|| format!("{ENV_FIELD}NO_COLOR=1"));
+    plain.into_iter().chain(job.iter().cloned()).collect()
+}
+
 fn run_native(
     artifacts: &Artifacts,
     args: &[String],
@@ -485,7 +545,9 @@ fn run_native(
     if needs_default_image(vmm_args) {
         cmd.arg("--image").arg(&artifacts.guest_image);
     }
-    cmd.args(vmm_args).env(report::TAG_ENV, tag);
+    cmd.args(vmm_args)
+        .envs(fields.env.iter().map(|(n, v)| (n, v)))
+        .env(report::TAG_ENV, tag);
     let stdin_text = fields.stdin.as_ref().map(|t| format!("{t}\n"));
     let feed = stdin_text.as_ref().map(|text| Feed {
         text: text.as_bytes(),
@@ -561,6 +623,7 @@ mod tests {
                 mark: Some("uirq-linux-init: started".into()),
                 stdin: Some("hello there".into()),
                 stdout_unread: false,
+                env: Vec::new(),
             }
         );
         assert_eq!(args, &job[3..]);
@@ -584,6 +647,10 @@ mod tests {
             "@mark=",
             "@nope=1",
             "@stdout-unread=1",
+            "@env=UIRQ_LOG",
+            "@env==debug",
+            "@env=1X=2",
+            "@env=A B=2",
         ] {
             assert!(split_fields(&owned(&[bad])).is_err(), "{bad}");
         }
@@ -594,6 +661,38 @@ mod tests {
         assert_eq!(args, &unread[1..]);
         let err = split_fields(&owned(&["@stdout-unread", "@mark=x"])).unwrap_err();
         assert!(err.contains("do not go together"), "{err}");
+    }
+
+    #[test]
+    fn env_fields_carry_the_log_filter_and_no_color_into_the_job() {
+        let job = with_log_filter(owned(&["@mark=x", "--ticks", "5"]), Some("uirq_host=debug"));
+        assert_eq!(job[0], "@env=UIRQ_LOG=uirq_host=debug");
+        let job = plain_unless(false, &job);
+        let (fields, args) = split_fields(&job).unwrap();
+        assert_eq!(
+            fields.env,
+            [
+                ("NO_COLOR".to_string(), "1".to_string()),
+                ("UIRQ_LOG".to_string(), "uirq_host=debug".to_string())
+            ]
+        );
+        assert_eq!(fields.mark.as_deref(), Some("x"));
+        assert_eq!(args, ["--ticks", "5"]);
+        assert_eq!(
+            fields.to_args(),
+            [
+                "@mark=x",
+                "@env=NO_COLOR=1",
+                "@env=UIRQ_LOG=uirq_host=debug"
+            ]
+        );
+        // Unset or empty: nothing added; colour wanted: no NO_COLOR.
+        assert_eq!(with_log_filter(owned(&["-v"]), None), ["-v"]);
+        assert_eq!(with_log_filter(owned(&["-v"]), Some("")), ["-v"]);
+        assert_eq!(plain_unless(true, &owned(&["-v"])), ["-v"]);
+        // An empty value is a value.
+        let (fields, _) = split_fields(&owned(&["@env=X_1="])).unwrap();
+        assert_eq!(fields.env, [("X_1".to_string(), String::new())]);
     }
 
     const TAG: &str = "0123456789abcdef0123456789abcdef";

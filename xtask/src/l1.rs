@@ -267,6 +267,8 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
         }
         run_checked(&mut cmd, APT_LIMIT).is_ok()
     };
+    let size = package_size(&spec);
+    let download = |quiet: bool| with_download_progress(work, size, || download(quiet));
     if !download(true) {
         // The package lists may be stale or absent on a fresh machine.
         if !is_root() {
@@ -306,6 +308,121 @@ fn download_kernel(package: &str, work: &Path, dir: &Path, kernel: &Path) -> Res
     std::fs::copy(&vmlinuz, &partial).map_err(|e| format!("cannot copy the kernel: {e}"))?;
     std::fs::rename(&partial, kernel).map_err(|e| format!("cannot store the kernel: {e}"))?;
     Ok(())
+}
+
+/// The size in bytes of `spec`'s package file as apt knows it, if it does.
+fn package_size(spec: &str) -> Option<u64> {
+    let info =
+        output_of(Command::new("apt-cache").args(["show", "--no-all-versions", spec])).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Size:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// The bytes in the files of `dir` and of its subdirectories one level
+/// down (apt keeps a download in progress in `partial/`).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some(if meta.is_dir() {
+                std::fs::read_dir(e.path())
+                    .ok()?
+                    .filter_map(|f| f.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            } else {
+                meta.len()
+            })
+        })
+        .sum()
+}
+
+/// How a download is going, for a progress line: `41.2 of 92.5 MB (44%)`,
+/// or `41.2 MB so far` when the size is not known.
+pub fn download_progress(done: u64, total: Option<u64>) -> String {
+    let mb = |b: u64| b as f64 / 1e6;
+    match total {
+        Some(t) if t > 0 => format!(
+            "{:.1} of {:.1} MB ({}%)",
+            mb(done),
+            mb(t),
+            (done.min(t) * 100 / t)
+        ),
+        _ => format!("{:.1} MB so far", mb(done)),
+    }
+}
+
+/// When a download's progress is worth a line: each time it passes another
+/// tenth of the total, and otherwise every [`ProgressPace::EVERY`].
+#[derive(Debug)]
+pub struct ProgressPace {
+    tenths: u64,
+    last: Duration,
+}
+
+impl ProgressPace {
+    /// The longest time without a progress line.
+    pub const EVERY: Duration = Duration::from_secs(5);
+
+    /// A pace for a download that has just started.
+    pub fn new() -> Self {
+        Self {
+            tenths: 0,
+            last: Duration::ZERO,
+        }
+    }
+
+    /// True when `done` bytes of `total`, `elapsed` after the start, is to
+    /// be reported.
+    pub fn due(&mut self, done: u64, total: Option<u64>, elapsed: Duration) -> bool {
+        let tenths = match total {
+            Some(t) if t > 0 => done.min(t) * 10 / t,
+            _ => 0,
+        };
+        if tenths > self.tenths || elapsed >= self.last + Self::EVERY {
+            self.tenths = self.tenths.max(tenths);
+            self.last = elapsed;
+            return done > 0;
+        }
+        false
+    }
+}
+
+impl Default for ProgressPace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `download`, which fills `dir`, printing how far it got on stderr
+/// as [`ProgressPace`] says.
+fn with_download_progress<T>(dir: &Path, total: Option<u64>, download: impl FnOnce() -> T) -> T {
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let mut pace = ProgressPace::new();
+            while !finished.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let done = bytes_under(dir);
+                if pace.due(done, total, started.elapsed()) {
+                    progress(format!(
+                        "L1 kernel download: {}",
+                        download_progress(done, total)
+                    ));
+                }
+            }
+        });
+        let result = download();
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
 }
 
 /// Files of this machine that jobs name, copied into the L1 initramfs under
@@ -385,7 +502,8 @@ fn job_list(
 }
 
 /// Writes the initramfs for one boot: the init, the VMM, the firmware image,
-/// the job list (see [`job_list`]) and the files the jobs name.
+/// the job list (one job per line: its fields, then its VMM arguments,
+/// tab-separated) and the files the jobs name.
 pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let (list, files) = job_list(jobs, Path::is_file)?;
@@ -801,6 +919,35 @@ fn tail(lines: &BoundedText) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_progress_reads_as_bytes_of_the_total_at_each_tenth_or_every_few_seconds() {
+        assert_eq!(
+            download_progress(41_234_567, Some(92_500_000)),
+            "41.2 of 92.5 MB (44%)"
+        );
+        assert_eq!(download_progress(5_000_000, None), "5.0 MB so far");
+        assert_eq!(download_progress(100, Some(0)), "0.0 MB so far");
+        let total = Some(1000);
+        let mut pace = ProgressPace::new();
+        let at = Duration::from_millis;
+        assert!(!pace.due(0, total, at(250)), "nothing yet, nothing said");
+        assert!(!pace.due(50, total, at(500)));
+        assert!(pace.due(100, total, at(750)), "a tenth");
+        assert!(!pace.due(150, total, at(1000)));
+        assert!(pace.due(350, total, at(1250)), "past two tenths at once");
+        assert!(!pace.due(390, total, at(6000)));
+        assert!(
+            pace.due(399, total, at(6250)),
+            "five seconds since the last"
+        );
+        assert!(pace.due(1000, total, at(6500)), "the end");
+        let mut unknown = ProgressPace::new();
+        assert!(!unknown.due(10, None, at(4000)));
+        assert!(unknown.due(20, None, at(5000)));
+        assert!(!unknown.due(30, None, at(9000)));
+        assert!(unknown.due(40, None, at(10_000)));
+    }
 
     #[test]
     fn kernel_package_names_are_checked() {

@@ -3,7 +3,7 @@
 //!
 //! - [`project`]: where things are (root, target directory, artifacts).
 //! - [`toolchain`]: makes sure the rustup targets and llvm-tools are there.
-//! - [`bench`]: `bench-latency`: runs, tables, JSON and the SVG plot.
+//! - [`bench`](mod@bench): `bench-latency`: runs, tables, JSON and the SVG plot.
 //! - [`boot_bench`]: `bench-boot`: Linux boot time and exits, userspace GIC
 //!   against the in-kernel vGIC.
 //! - [`build`]: builds the firmware image, the VMM and the two inits.
@@ -41,6 +41,35 @@ pub mod trace_svg;
 pub type Error = String;
 /// Result with a user-facing message.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The exit code of every failure of xtask itself: bad arguments, a failed
+/// build, a missing tool, an internal error. 101 is also what a Rust panic
+/// and a failed cargo exit with, and no guest status
+/// ([`uirq_abi::exit::Status`], 0 to 4) or VMM code
+/// ([`VMM_TIMEOUT`](uirq_abi::exit::VMM_TIMEOUT) and the others, 124 to 130)
+/// uses it, so `cargo xtask run`'s status says whose failure it was.
+pub const XTASK_ERROR: u8 = 101;
+
+/// Whether output bound for a stream may be coloured: only when the stream
+/// is a terminal, and never when `NO_COLOR` (its value given as `no_color`)
+/// is set and not empty (<https://no-color.org>).
+pub fn colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// [`colour`] for this process's standard output.
+pub fn stdout_colour() -> bool {
+    use std::io::IsTerminal;
+    colour(
+        std::io::stdout().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// True when `NO_COLOR` is set and not empty.
+pub fn no_color_set() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
 
 /// Prints a progress line on stderr, prefixed so it stands apart from the
 /// guest's console.
@@ -133,7 +162,44 @@ pub fn check_output_path(path: &std::path::Path, option: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_output_path, Tally};
+    use super::{check_output_path, colour, Tally, XTASK_ERROR};
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color_set() {
+        let matrix = [
+            (true, None, true),
+            (true, Some(""), true),
+            (true, Some("1"), false),
+            (true, Some("0"), false),
+            (false, None, false),
+            (false, Some(""), false),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, expected) in matrix {
+            assert_eq!(
+                colour(terminal, no_color.map(OsStr::new)),
+                expected,
+                "terminal {terminal}, NO_COLOR {no_color:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn xtask_failures_exit_with_a_code_no_guest_or_vmm_status_uses() {
+        use uirq_abi::exit::*;
+        let code = i32::from(XTASK_ERROR);
+        for n in 0..=255u64 {
+            if Status::from_number(n).is_some() {
+                assert_ne!(n as i32, code, "guest status {n}");
+            }
+        }
+        for vmm in [VMM_TIMEOUT, VMM_ERROR, VMM_GUEST_ABNORMAL, VMM_INTERRUPTED] {
+            assert_ne!(vmm, code);
+        }
+        // Nor clap's own usage-error code, nor a plain failure.
+        assert!(code != 2 && code != 1 && code != 0);
+    }
 
     #[test]
     fn output_paths_are_checked_before_a_run_and_left_as_they_were() {

@@ -7,118 +7,191 @@
 //! cargo xtask bench-latency       interrupt latency, userspace GIC vs in-kernel vGIC
 //! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
 //! cargo xtask build               build the firmware image, VMM and the inits
+//! cargo xtask help [COMMAND]      the commands, or one command's options
 //! ```
+//!
+//! The command line is clap's; a usage error, like every other failure of
+//! xtask itself, exits with [`XTASK_ERROR`] (101), a code no guest status
+//! or VMM code uses, and `--help` anywhere exits 0.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use xtask::{
     build, jobs, l1, linux, process, progress, project, run_checked, toolchain, Result, Tally,
+    XTASK_ERROR,
 };
 
-const HELP: &str = "\
-cargo xtask <command>
-
-Commands:
-  run [-- VMM ARGS]   Build the firmware and the VMM and run them on KVM: directly on an
-                      aarch64 Linux host with /dev/kvm, otherwise inside an aarch64 Linux
-                      booted under QEMU (installed and downloaded once, cached in target/l1).
-                      Arguments after `--` go to the VMM (try `-- --help`).
-                      The exit status is the guest's.
-  run --linux [-- VMM ARGS]
-                      Boot an arm64 Linux as the VMM's guest instead of the firmware: the
-                      Debian kernel cached in target/l1 (the nested environment's own) with
-                      a generated initramfs whose /init prints when it started, the
-                      kernel's uptime then and /proc/interrupts, and powers off. Ends with
-                      `linux: VMM start to init X s, kernel uptime at init Y s, exit N`.
-                      Defaults: --kernel <cached vmlinuz> --initrd target/linux/initramfs.cpio
-                      --cmdline \"console=ttyAMA0 panic=-1 quiet rdinit=/init\" --ram-mib 256
-                      --timeout 600. VMM ARGS come after them and the VMM takes the last of a
-                      repeated option, so your own --kernel, --initrd, --cmdline, --ram-mib
-                      or --timeout replace the defaults (--cpus N, --irqchip kernel,
-                      --exit-stats, --dtb PATH pass through too). Files are paths on this
-                      machine; a nested run copies them into L1.
-                      The exit status is the VMM's (0: the guest powered off).
-  test                Formatting, clippy for every target, unit tests, end-to-end tests.
-  bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--cpus N] [--json PATH] [--plot PATH.svg]
-                      Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2,
-                      side by side (default: both, 10000 samples per measurement, 2 vCPUs:
-                      vtimer, sgi, mmio and the ipi from vCPU 0 to vCPU 1).
-  bench-boot [--runs N] [--cpus N] [--json PATH]
-                      Linux boot time on the VMM with the userspace GIC and with KVM's
-                      in-kernel vGICv2: N boots of each (default 3, 1 vCPU), alternating, in
-                      one batch. Per irqchip: VMM start to init and the kernel's uptime at
-                      init (median, min, max), and the median exits to the VMM per boot by
-                      kind. Fails if a boot does not power off cleanly or never reaches init.
-  build               Build the firmware image, the VMM and the inits; print their paths.
-  help                This text.
-
+/// What `cargo xtask --help` adds after the list of commands.
+const AFTER_HELP: &str = "\
 Environment:
   UIRQ_L1_KERNEL          use this aarch64 kernel image for the nested run instead of the cached one
                           (also the default Linux guest of `run --linux` and `bench-boot`)
   UIRQ_L1_KERNEL_PACKAGE  Debian package to take the kernel from (default: the pinned one)
   UIRQ_RUN_WALL_TIMEOUT   seconds after which `run` stops everything (default 900, or the
                           VMM's --timeout plus 300 s for the boot when that is longer)
+  UIRQ_LOG                the VMM's log filter (`run` passes it to the VMM, nested or not)
+  NO_COLOR                set and not empty: no colour anywhere (xtask, cargo, the VMM)
   A variable that is set must hold a usable value: one that does not is an error, never
   a reason to fall back to the default.
 
 Every step xtask runs (QEMU, the VMM, cargo, apt-get, dpkg) runs in a process group of its
 own with a time limit; Ctrl-C, SIGTERM or a timeout stops the whole group.
-";
+
+Exit status: `run` exits with the guest's or the VMM's status (see `cargo xtask run -- --help`);
+every failure of xtask itself (bad arguments, a failed build, a missing tool) exits with 101.";
+
+/// cargo xtask: build, run and test uirq.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    after_help = AFTER_HELP,
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Option<Verb>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Build the firmware and the VMM and run them on KVM.
+    ///
+    /// Directly on an aarch64 Linux host with /dev/kvm, otherwise inside an aarch64 Linux
+    /// booted under QEMU (installed and downloaded once, cached in target/l1; both are
+    /// checked before anything is built). Arguments after `--` go to the VMM as they are
+    /// (try `cargo xtask run -- --help`). UIRQ_LOG reaches the VMM wherever it runs.
+    /// The exit status is the guest's.
+    ///
+    /// With --linux, boot an arm64 Linux as the VMM's guest instead of the firmware: the
+    /// Debian kernel cached in target/l1 (the nested environment's own) with a generated
+    /// initramfs whose /init prints when it started, the kernel's uptime then and
+    /// /proc/interrupts, and powers off. Ends with
+    /// `linux: VMM start to init X s, kernel uptime at init Y s, exit N`.
+    /// Defaults: --kernel <cached vmlinuz> --initrd target/linux/initramfs.cpio
+    /// --cmdline "console=ttyAMA0 panic=-1 quiet rdinit=/init" --ram-mib 256 --timeout 600.
+    /// VMM ARGS come after them and the VMM takes the last of a repeated option, so your own
+    /// --kernel, --initrd, --cmdline, --ram-mib or --timeout replace the defaults (--cpus N,
+    /// --irqchip kernel, --exit-stats, --dtb PATH pass through too). Files are paths on this
+    /// machine; a nested run copies them into L1. The exit status is the VMM's (0: the guest
+    /// powered off).
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// Boot Debian's arm64 Linux instead of the firmware.
+        #[arg(long)]
+        linux: bool,
+        /// Arguments for the VMM, after `--`, passed as they are.
+        #[arg(last = true, value_name = "VMM ARGS")]
+        vmm_args: Vec<String>,
+    },
+    /// Formatting, clippy for every target, documentation, unit tests, end-to-end tests.
+    Test,
+    /// Interrupt latency, userspace GIC vs KVM's in-kernel vGICv2.
+    ///
+    /// Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2, side by side
+    /// (default: both, 10000 samples per measurement, 2 vCPUs: vtimer, sgi, mmio and the ipi
+    /// from vCPU 0 to vCPU 1).
+    #[command(verbatim_doc_comment)]
+    BenchLatency(xtask::bench::Args),
+    /// Linux boot time to init, userspace GIC vs KVM's in-kernel vGICv2.
+    ///
+    /// Linux boot time on the VMM with the userspace GIC and with KVM's in-kernel vGICv2:
+    /// N boots of each (default 3, 1 vCPU), alternating, in one batch. Per irqchip: VMM start
+    /// to init and the kernel's uptime at init (median, min, max), and the median exits to
+    /// the VMM per boot by kind. Fails if a boot does not power off cleanly or never reaches
+    /// init.
+    #[command(verbatim_doc_comment)]
+    BenchBoot(xtask::boot_bench::Args),
+    /// Build the firmware image, the VMM and the inits; print their paths.
+    Build,
+}
+
+/// What the command line asks for: a verb to run, or text to print and the
+/// exit code to print it with (help: 0; a usage error: [`XTASK_ERROR`]).
+#[derive(Debug)]
+enum Parsed {
+    Verb(Verb),
+    Print { text: String, code: u8 },
+}
+
+/// Parses xtask's command line (`argv[0]` first). Help, asked for or shown
+/// for a missing verb, exits 0; a usage error is one line on stderr and
+/// [`XTASK_ERROR`], never clap's own 2, which is a guest status.
+fn parse(argv: impl IntoIterator<Item = String>) -> Parsed {
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(argv) {
+        Ok(Cli { verb: Some(verb) }) => Parsed::Verb(verb),
+        Ok(Cli { verb: None }) => {
+            use clap::CommandFactory;
+            Parsed::Print {
+                text: Cli::command().render_help().to_string(),
+                code: 0,
+            }
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            Parsed::Print {
+                text: e.to_string(),
+                code: 0,
+            }
+        }
+        Err(e) => {
+            // clap's first line, and its tips (`use '-- --ticks'`), in one.
+            let text = e.to_string();
+            let said: Vec<&str> = text
+                .lines()
+                .take(1)
+                .chain(text.lines().filter_map(|l| l.trim().strip_prefix("tip: ")))
+                .map(|l| l.trim_start_matches("error: "))
+                .collect();
+            Parsed::Print {
+                text: format!(
+                    "xtask: error: {}; see `cargo xtask help`\n",
+                    said.join("; ")
+                ),
+                code: XTASK_ERROR,
+            }
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (verb, rest) = match args.split_first() {
-        Some((v, rest)) => (v.as_str(), rest),
-        None => {
-            print!("{HELP}");
+    let verb = match parse(std::env::args()) {
+        Parsed::Verb(verb) => verb,
+        Parsed::Print { text, code: 0 } => {
+            print!("{text}");
             return ExitCode::SUCCESS;
+        }
+        Parsed::Print { text, code } => {
+            eprint!("{text}");
+            return ExitCode::from(code);
         }
     };
     let result = match verb {
-        "run" => run(rest),
-        "test" => test(rest),
-        "build" => build_only(rest),
-        "bench-latency" => xtask::bench::parse_args(rest)
-            .and_then(|o| xtask::bench::run(&o))
+        Verb::Run { linux, vmm_args } => run(linux, vmm_args),
+        Verb::Test => test(),
+        Verb::Build => build_only(),
+        Verb::BenchLatency(args) => build::for_running(false)
+            .and_then(|a| xtask::bench::run_with(&a, &args.into()))
             .map(|_| ExitCode::SUCCESS),
-        "bench-boot" => xtask::boot_bench::parse_args(rest)
-            .and_then(|o| xtask::boot_bench::run(&o))
+        Verb::BenchBoot(args) => build::for_running(true)
+            .and_then(|a| xtask::boot_bench::run_with(&a, &args.into()))
             .map(|_| ExitCode::SUCCESS),
-        "help" | "--help" | "-h" => {
-            print!("{HELP}");
-            Ok(ExitCode::SUCCESS)
-        }
-        other => Err(format!("unknown command `{other}`; see `cargo xtask help`")),
     };
     match result {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("xtask: error: {msg}");
-            ExitCode::FAILURE
+            ExitCode::from(XTASK_ERROR)
         }
-    }
-}
-
-/// Splits `[--] args...`: everything after `--` is for the VMM; anything
-/// before it is an error (`run` has taken its `--linux` off already).
-fn vmm_args(rest: &[String]) -> Result<Vec<String>> {
-    match rest.split_first() {
-        None => Ok(Vec::new()),
-        Some((first, tail)) if first == "--" => Ok(tail.to_vec()),
-        Some((first, _)) => Err(format!(
-            "unexpected argument `{first}`; `run` takes only `--linux`, and VMM arguments go after `--`, as in `cargo xtask run -- --ticks 20`"
-        )),
     }
 }
 
 /// Where `tests/tests/smp.rs` leaves its table of SMP scenario verdicts.
 const SMP_TABLE: &str = "uirq-smp-scenarios.txt";
 
-fn build_only(rest: &[String]) -> Result<ExitCode> {
-    if !rest.is_empty() {
-        return Err("`build` takes no arguments".into());
-    }
+fn build_only() -> Result<ExitCode> {
     let a = build::all()?;
     println!("firmware image: {}", a.guest_image.display());
     println!("VMM:            {}", a.vmm.display());
@@ -154,13 +227,8 @@ fn run_wall_timeout(env: Option<&str>, vmm_args: &[String]) -> Result<u64> {
     })
 }
 
-fn run(rest: &[String]) -> Result<ExitCode> {
-    let (linux, rest) = match rest.split_first() {
-        Some((first, tail)) if first == "--linux" => (true, tail),
-        _ => (false, rest),
-    };
-    let args = vmm_args(rest)?;
-    let artifacts = build::all()?;
+fn run(linux: bool, args: Vec<String>) -> Result<ExitCode> {
+    let artifacts = build::for_running(linux)?;
     let job = if linux {
         let kernel = l1::ensure_kernel()?;
         let initrd = linux::write_initramfs(&artifacts)?;
@@ -173,6 +241,7 @@ fn run(rest: &[String]) -> Result<ExitCode> {
     } else {
         args
     };
+    let job = jobs::with_log_filter(job, xtask::env_text(jobs::LOG_ENV)?.as_deref());
     let wall = run_wall_timeout(xtask::env_text("UIRQ_RUN_WALL_TIMEOUT")?.as_deref(), &job)?;
     let (env, results) = jobs::run(
         &artifacts,
@@ -220,10 +289,7 @@ fn linux_summary(mark: Option<Duration>, console: &str, code: i32) -> String {
     }
 }
 
-fn test(rest: &[String]) -> Result<ExitCode> {
-    if !rest.is_empty() {
-        return Err("`test` takes no arguments".into());
-    }
+fn test() -> Result<ExitCode> {
     toolchain::ensure()?;
     let guest = build::guest_manifest();
     let target_dir = project::target_dir();
@@ -299,6 +365,7 @@ fn test(rest: &[String]) -> Result<ExitCode> {
             "clippy", "--quiet", "--lib", "--tests", "--", "-D", "warnings",
         ]),
     )?;
+    docs(&guest, &target_dir)?;
     let mut tally = Tally::default();
     test_step(
         "unit tests (workspace)",
@@ -348,11 +415,43 @@ fn test(rest: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The documentation of every crate, with rustdoc's warnings (a broken
+/// intra-doc link, say) as errors: the workspace for the build machine and
+/// for `aarch64-unknown-linux-musl` (the VMM's aarch64-only KVM modules),
+/// and the firmware for `aarch64-unknown-none`.
+fn docs(guest: &std::path::Path, target_dir: &std::path::Path) -> Result<()> {
+    let doc = |target: Option<&str>| {
+        let mut cmd = project::cargo();
+        cmd.args(["doc", "--quiet", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings");
+        if let Some(target) = target {
+            cmd.args(["--target", target]);
+        }
+        cmd
+    };
+    let mut workspace = doc(None);
+    workspace.arg("--workspace");
+    step("documentation, build machine", workspace)?;
+    let mut musl = doc(Some(toolchain::LINUX_TARGET));
+    musl.arg("--workspace");
+    step(
+        "documentation, aarch64-unknown-linux-musl (the VMM's KVM modules)",
+        musl,
+    )?;
+    let mut firmware = doc(Some(toolchain::GUEST_TARGET));
+    firmware
+        .arg("--manifest-path")
+        .arg(guest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    step("documentation, aarch64-unknown-none (firmware)", firmware)
+}
+
 /// Like [`step`] for a `cargo test` run: echoes its output and adds its
 /// `test result:` lines to `tally`. Bounded by [`process::TEST_LIMIT`].
 fn test_step(what: &str, mut cmd: std::process::Command, tally: &mut Tally) -> Result<()> {
     progress(format!("== {what}"));
-    let shown = format!("{cmd:?}");
+    let shown = format!("`{}`", process::render(&cmd));
     let ended = process::run_bounded_stdout(&mut cmd, process::TEST_LIMIT, |line| {
         println!("{line}");
         tally.add_line(&line);
@@ -380,6 +479,118 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn parsed(a: &[&str]) -> Parsed {
+        parse(std::iter::once("xtask".to_string()).chain(args(a)))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    /// Each verb's options, as its `--help` must name them.
+    const VERBS: [(&str, &[&str]); 5] = [
+        ("run", &["--linux", "VMM ARGS"]),
+        ("test", &[]),
+        (
+            "bench-latency",
+            &[
+                "--samples",
+                "--warmup",
+                "--irqchip",
+                "--cpus",
+                "--json",
+                "--plot",
+            ],
+        ),
+        ("bench-boot", &["--runs", "--cpus", "--json"]),
+        ("build", &[]),
+    ];
+
+    #[test]
+    fn every_verb_has_help_that_exits_0_and_names_its_options() {
+        for (verb, options) in VERBS {
+            for help in [&[verb, "--help"][..], &[verb, "-h"], &["help", verb]] {
+                let Parsed::Print { text, code } = parsed(help) else {
+                    panic!("{help:?} did not print help");
+                };
+                assert_eq!(code, 0, "{help:?}");
+                assert!(
+                    text.contains(&format!("cargo xtask {verb}")),
+                    "{help:?}: {text}"
+                );
+                for option in options {
+                    assert!(
+                        text.contains(option),
+                        "{help:?} does not name {option}: {text}"
+                    );
+                }
+            }
+        }
+        for top in [&[][..], &["--help"], &["help"]] {
+            let Parsed::Print { text, code } = parsed(top) else {
+                panic!("{top:?} did not print help");
+            };
+            assert_eq!(code, 0);
+            for (verb, _) in VERBS {
+                assert!(text.contains(verb), "{top:?} does not list {verb}");
+            }
+            assert!(text.contains("101"), "the help names xtask's exit code");
+        }
+    }
+
+    #[test]
+    fn vmm_arguments_after_the_double_dash_pass_verbatim() {
+        let Parsed::Verb(Verb::Run { linux, vmm_args }) =
+            parsed(&["run", "--", "--ticks", "5", "--linux", "--", "-v", "--help"])
+        else {
+            panic!("not a run");
+        };
+        assert!(!linux);
+        assert_eq!(vmm_args, ["--ticks", "5", "--linux", "--", "-v", "--help"]);
+        let Parsed::Verb(Verb::Run { linux, vmm_args }) =
+            parsed(&["run", "--linux", "--", "--cpus", "2"])
+        else {
+            panic!("not a run");
+        };
+        assert!(linux);
+        assert_eq!(vmm_args, ["--cpus", "2"]);
+        let Parsed::Verb(Verb::Run { linux, vmm_args }) = parsed(&["run"]) else {
+            panic!("not a run");
+        };
+        assert!(!linux && vmm_args.is_empty());
+        let Parsed::Verb(Verb::BenchLatency(a)) =
+            parsed(&["bench-latency", "--samples", "2000", "--irqchip", "user"])
+        else {
+            panic!("not bench-latency");
+        };
+        assert_eq!(a.samples, 2000);
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_exit_with_xtask_s_code() {
+        for bad in [
+            &["run", "--ticks", "5"][..],
+            &["nope"],
+            &["test", "extra"],
+            &["build", "--release"],
+            &["bench-latency", "--samples", "0"],
+            &["bench-boot", "--runs"],
+            &["--version"],
+        ] {
+            let Parsed::Print { text, code } = parsed(bad) else {
+                panic!("{bad:?} was accepted");
+            };
+            assert_eq!(code, XTASK_ERROR, "{bad:?}");
+            assert_eq!(text.lines().count(), 1, "{bad:?}: {text}");
+            assert!(
+                text.starts_with("xtask: error: ") && text.ends_with("; see `cargo xtask help`\n"),
+                "{bad:?}: {text}"
+            );
+        }
     }
 
     #[test]

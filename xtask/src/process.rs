@@ -366,7 +366,7 @@ fn run_core(
     capture: Capture,
     mut on_line: impl FnMut(Pipe, String),
 ) -> Result<Ended> {
-    let shown = format!("{:?}", cmd.get_program());
+    let shown = format!("`{}`", cmd.get_program().to_string_lossy());
     cmd.stdin(if feed.is_some() {
         Stdio::piped()
     } else {
@@ -597,6 +597,28 @@ fn write_input(stdin: &mut Option<std::process::ChildStdin>, text: &[u8]) {
     }
 }
 
+/// A command as a person would type it, for a message: the program and its
+/// arguments joined by spaces, each quoted for a POSIX shell when it holds
+/// anything but letters, digits and `-_./=:,+@%`. The environment and
+/// working directory are left out. Callers put it in backticks.
+pub fn render(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|word| quote(&word.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One word of [`render`], in single quotes when it needs them.
+fn quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// "90 s", "15 min", "3 h": a limit for a message.
 fn human(d: Duration) -> String {
     match d.as_secs() {
@@ -611,7 +633,7 @@ fn human(d: Duration) -> String {
 /// non-zero, or is still running after `limit` (then its group is
 /// stopped).
 pub fn run_checked(cmd: &mut Command, limit: Duration) -> Result<()> {
-    let shown = format!("{cmd:?}");
+    let shown = format!("`{}`", render(cmd));
     cmd.stdin(Stdio::null());
     let mut group = Group::spawn(cmd).map_err(|e| format!("cannot run {shown}: {e}"))?;
     match group
@@ -633,7 +655,7 @@ pub fn run_checked(cmd: &mut Command, limit: Duration) -> Result<()> {
 /// Runs `cmd` (for at most [`TOOL_LIMIT`]) and returns its standard output
 /// as text.
 pub fn output_of(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
+    let shown = format!("`{}`", render(cmd));
     let (mut out, mut err) = (String::new(), String::new());
     let ended = run_bounded(cmd, TOOL_LIMIT, |pipe, line| {
         let text = if pipe == Pipe::Stdout {
@@ -658,6 +680,45 @@ pub fn output_of(cmd: &mut Command) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_are_rendered_as_typed_and_quoted_when_needed() {
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "build",
+            "--target",
+            "aarch64-unknown-none",
+            "--manifest-path",
+        ])
+        .arg("/work/guest/Cargo.toml")
+        .env("X", "1");
+        assert_eq!(
+            render(&cmd),
+            "cargo build --target aarch64-unknown-none --manifest-path /work/guest/Cargo.toml"
+        );
+        let mut cmd = Command::new("qemu-system-aarch64");
+        cmd.args(["-append", "console=ttyAMA0 panic=-1", "", "it's", "$HOME"]);
+        assert_eq!(
+            render(&cmd),
+            r"qemu-system-aarch64 -append 'console=ttyAMA0 panic=-1' '' 'it'\''s' '$HOME'"
+        );
+    }
+
+    #[test]
+    fn failures_name_the_command_in_a_sentence_not_a_debug_dump() {
+        let err = run_checked(
+            Command::new("/nonexistent/tool").args(["--flag", "a b"]),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("cannot run `/nonexistent/tool --flag 'a b'`: "),
+            "{err}"
+        );
+        assert!(!err.contains("Command {") && !err.contains('"'), "{err}");
+        let err = output_of(&mut sh("exit 4")).unwrap_err();
+        assert!(err.starts_with("`sh -c 'exit 4'` failed ("), "{err}");
+    }
 
     fn sh(script: &str) -> Command {
         let mut cmd = Command::new("sh");

@@ -32,10 +32,15 @@ pub fn l1_cache_dir() -> PathBuf {
 }
 
 /// The `cargo` that runs xtask (so the pinned toolchain is used throughout).
+/// With `NO_COLOR` set and not empty it prints no colour either (cargo
+/// itself reads only `CARGO_TERM_COLOR`, which wins when it is set).
 pub fn cargo() -> std::process::Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(root());
+    if crate::no_color_set() && std::env::var_os("CARGO_TERM_COLOR").is_none() {
+        cmd.env("CARGO_TERM_COLOR", "never");
+    }
     cmd
 }
 

@@ -35,6 +35,8 @@
 //!      <n> file-end <k> <bytes>` (its size before compression), or by
 //!      `... job <n> file-error <k> <message>`; k counts the job's
 //!      `@fetch=` fields from 0 ([`FETCH_FIELD`]);
+//!    - `@env=NAME=VALUE`: NAME is set to VALUE in the VMM's environment
+//!      (`UIRQ_LOG`, `NO_COLOR`; [`ENV_FIELD`]);
 //! 4. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! **Why the tag.** The guest's output shares the console with these
@@ -105,6 +107,9 @@ const STDIN_FIELD: &str = "@stdin=";
 /// A job field: the VMM's stdout is a pipe nobody reads
 /// (`xtask::jobs::STDOUT_UNREAD`).
 const STDOUT_UNREAD: &str = "@stdout-unread";
+/// A job field: `NAME=VALUE` for the VMM's environment
+/// (`xtask::jobs::ENV_FIELD`).
+const ENV_FIELD: &str = "@env=";
 
 /// A job field: send this file back after the VMM exited
 /// (`xtask::jobs::FETCH_FIELD`).
@@ -120,6 +125,7 @@ struct Fields<'a> {
     stdin: Option<&'a str>,
     stdout_unread: bool,
     fetch: Vec<&'a str>,
+    env: Vec<(&'a str, &'a str)>,
 }
 
 /// Splits the leading fields of a job off its VMM arguments.
@@ -137,6 +143,11 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
             fields.stdout_unread = true;
         } else if let Some(path) = first.strip_prefix(FETCH_FIELD) {
             fields.fetch.push(path);
+        } else if let Some((name, value)) = first
+            .strip_prefix(ENV_FIELD)
+            .and_then(|s| s.split_once('='))
+        {
+            fields.env.push((name, value));
         } else {
             break;
         }
@@ -242,6 +253,7 @@ fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<
     if let Some(tag) = TAG.get() {
         cmd.env(TAG_ENV, tag);
     }
+    cmd.envs(fields.env.iter().copied());
     cmd.args(args).stdin(match fields.stdin {
         Some(_) => Stdio::piped(),
         None => Stdio::null(),
@@ -494,6 +506,8 @@ mod tests {
             "@mark=uirq-linux-init: started",
             "@stdout-unread",
             "@fetch=/trace-0.json",
+            "@env=UIRQ_LOG=uirq_host=debug",
+            "@env=NO_COLOR=1",
             "--cpus",
             "2",
         ];
@@ -506,6 +520,7 @@ mod tests {
                 stdin: Some("hello there"),
                 stdout_unread: true,
                 fetch: vec!["/trace-0.json"],
+                env: vec![("UIRQ_LOG", "uirq_host=debug"), ("NO_COLOR", "1")],
             }
         );
         assert_eq!(args, ["--cpus", "2"]);

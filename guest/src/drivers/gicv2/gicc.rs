@@ -289,7 +289,7 @@ impl Gicc {
     }
 
     /// `GICC_HPPIR` (4.4.7): the id (and, for an SGI, the source CPU in
-    /// bits [12:10]) of the highest-priority pending interrupt, without
+    /// bits \[12:10\]) of the highest-priority pending interrupt, without
     /// acknowledging it; 1023 when there is none to report.
     pub fn highest_pending(&self) -> u32 {
         self.regs.HPPIR.get()
