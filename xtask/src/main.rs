@@ -7,6 +7,7 @@
 //! cargo xtask bench-latency       interrupt latency, userspace GIC vs in-kernel vGIC
 //! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
 //! cargo xtask build               build the firmware image, VMM and the inits
+//! cargo xtask trace-svg IN OUT    part of a VMM trace as an SVG timeline
 //! cargo xtask help [COMMAND]      the commands, or one command's options
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! xtask itself, exits with [`XTASK_ERROR`] (101), a code no guest status
 //! or VMM code uses, and `--help` anywhere exits 0.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -106,6 +108,31 @@ enum Verb {
     BenchBoot(xtask::boot_bench::Args),
     /// Build the firmware image, the VMM and the inits; print their paths.
     Build,
+    /// Draw part of a VMM trace (`cargo xtask run -- --trace FILE`) as an SVG timeline.
+    ///
+    /// One row per track (each vCPU, each GIC CPU interface, the guest's own timestamps),
+    /// slices as bars and instants as ticks, over one timer interrupt (--interrupt N, from
+    /// its level report to its EOI) or a time range (--from/--to, in the trace's µs).
+    /// The full trace loads in ui.perfetto.dev.
+    #[command(verbatim_doc_comment)]
+    TraceSvg {
+        /// The trace (Chrome trace-event JSON, as the VMM's --trace writes it).
+        trace: PathBuf,
+        /// Where to write the SVG.
+        svg: PathBuf,
+        /// The n-th timer interrupt of the run (from 1).
+        #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"], value_parser = clap::value_parser!(u64).range(1..))]
+        interrupt: Option<u64>,
+        /// Start of the window, µs into the trace.
+        #[arg(long, value_name = "US", requires = "to")]
+        from: Option<f64>,
+        /// End of the window, µs into the trace.
+        #[arg(long, value_name = "US", requires = "from")]
+        to: Option<f64>,
+        /// The picture's title.
+        #[arg(long, default_value = "uirq-vmm trace")]
+        title: String,
+    },
 }
 
 /// What the command line asks for: a verb to run, or text to print and the
@@ -178,6 +205,14 @@ fn main() -> ExitCode {
         Verb::BenchBoot(args) => build::for_running(true)
             .and_then(|a| xtask::boot_bench::run_with(&a, &args.into()))
             .map(|_| ExitCode::SUCCESS),
+        Verb::TraceSvg {
+            trace,
+            svg,
+            interrupt,
+            from,
+            to,
+            title,
+        } => trace_svg(&trace, &svg, interrupt, from.zip(to), &title),
     };
     match result {
         Ok(code) => code,
@@ -186,6 +221,29 @@ fn main() -> ExitCode {
             ExitCode::from(XTASK_ERROR)
         }
     }
+}
+
+/// `trace-svg`: reads the trace, draws the window, writes the picture.
+fn trace_svg(
+    trace: &Path,
+    svg: &Path,
+    interrupt: Option<u64>,
+    range: Option<(f64, f64)>,
+    title: &str,
+) -> Result<ExitCode> {
+    use xtask::trace_svg::{render, Window};
+    let text = std::fs::read_to_string(trace)
+        .map_err(|e| format!("cannot read the trace {}: {e}", trace.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a trace (not JSON: {e})", trace.display()))?;
+    let window = match (interrupt, range) {
+        (_, Some((from, to))) => Window::Range(from, to),
+        (n, None) => Window::Interrupt(n.unwrap_or(1) as usize),
+    };
+    let picture = render(&json, window, title)?;
+    std::fs::write(svg, picture).map_err(|e| format!("cannot write {}: {e}", svg.display()))?;
+    progress(format!("{} written", svg.display()));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Where `tests/tests/smp.rs` leaves its table of SMP scenario verdicts.
@@ -492,7 +550,7 @@ mod tests {
     }
 
     /// Each verb's options, as its `--help` must name them.
-    const VERBS: [(&str, &[&str]); 5] = [
+    const VERBS: [(&str, &[&str]); 6] = [
         ("run", &["--linux", "VMM ARGS"]),
         ("test", &[]),
         (
@@ -508,6 +566,7 @@ mod tests {
         ),
         ("bench-boot", &["--runs", "--cpus", "--json"]),
         ("build", &[]),
+        ("trace-svg", &["--interrupt", "--from", "--to", "--title"]),
     ];
 
     #[test]

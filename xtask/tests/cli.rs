@@ -16,7 +16,7 @@ fn xtask(args: &[&str]) -> Output {
 
 #[test]
 fn every_verb_s_help_exits_0_and_names_its_options() {
-    let verbs: [(&str, &[&str]); 5] = [
+    let verbs: [(&str, &[&str]); 6] = [
         ("run", &["--linux", "[-- <VMM ARGS>...]"]),
         ("test", &[]),
         (
@@ -32,6 +32,7 @@ fn every_verb_s_help_exits_0_and_names_its_options() {
         ),
         ("bench-boot", &["--runs", "--cpus", "--json"]),
         ("build", &[]),
+        ("trace-svg", &["--interrupt", "--from", "--to", "--title"]),
     ];
     for (verb, options) in verbs {
         let out = xtask(&[verb, "--help"]);
