@@ -26,8 +26,8 @@
 //!
 //! **What a job gives back.** Its console ([`JobResult::console`], the
 //! guest's and the VMM's text, bounded by [`BoundedText`](crate::bounded::BoundedText)), its exit code,
-//! and the VMM's reports ([`JobResult::report`]): the `@@bench` and
-//! `@@exits` lines, believed only with the batch's tag
+//! and the VMM's reports ([`JobResult::report`]): the `@@bench`,
+//! `@@samples` and `@@exits` lines, believed only with the batch's tag
 //! (`uirq_abi::report`). Every VMM of a batch gets the tag in
 //! `UIRQ_REPORT_TAG`: from the L1 init when nested, from [`new_tag`] when
 //! native. A report line without it is the guest's text like any other,
@@ -213,9 +213,16 @@ impl JobResult {
     /// (`uirq_abi::report::BENCH`, `EXITS`), if it printed one with the
     /// batch's tag. Only the VMM can have printed it.
     pub fn report(&self, keyword: &str) -> Option<&str> {
+        self.reports_of(keyword).next()
+    }
+
+    /// The texts of every report with `keyword`, in the order printed
+    /// (`uirq_abi::report::SAMPLES`, of which a run prints several).
+    pub fn reports_of<'a>(&'a self, keyword: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let keyword = report::VMM_REPORTS.into_iter().find(|k| *k == keyword);
         self.reports
             .iter()
-            .find(|r| r.keyword == keyword)
+            .filter(move |r| Some(r.keyword) == keyword)
             .map(|r| r.text.as_str())
     }
 }
@@ -223,31 +230,32 @@ impl JobResult {
 /// A report line of the VMM, with its tag checked and taken off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// `uirq_abi::report::BENCH` or `EXITS`.
+    /// `uirq_abi::report::BENCH`, `SAMPLES` or `EXITS`.
     pub keyword: &'static str,
     /// What followed the tag (a JSON document).
     pub text: String,
 }
 
-/// The most reports kept per job: the VMM prints one of each kind.
-const MAX_REPORTS: usize = 8;
+/// The most reports kept per job: the VMM prints one `@@bench` and one
+/// `@@exits` at most, and with `--raw-samples` up to
+/// `uirq_abi::bench_json::MAX_CHUNKS` `@@samples` (each line at most
+/// `crate::process::MAX_LINE`, so a job's reports stay within 2.2 MiB).
+pub const MAX_REPORTS: usize = 2 + uirq_abi::bench_json::MAX_CHUNKS;
 
 /// Splits a VMM report carrying `tag` off a console line: the text before
 /// it (guest output the line began with), and the report.
 pub fn take_report<'a>(line: &'a str, tag: &str) -> Option<(&'a str, Report)> {
-    [report::BENCH, report::EXITS]
-        .into_iter()
-        .find_map(|keyword| {
-            report::find(line, keyword, tag).map(|(before, text)| {
-                (
-                    before,
-                    Report {
-                        keyword,
-                        text: text.to_string(),
-                    },
-                )
-            })
+    report::VMM_REPORTS.into_iter().find_map(|keyword| {
+        report::find(line, keyword, tag).map(|(before, text)| {
+            (
+                before,
+                Report {
+                    keyword,
+                    text: text.to_string(),
+                },
+            )
         })
+    })
 }
 
 /// One job's console as it arrives: its text, bounded, and its tagged
