@@ -40,10 +40,11 @@ Commands:
                       machine; a nested run copies them into L1.
                       The exit status is the VMM's (0: the guest powered off).
   test                Formatting, clippy for every target, unit tests, end-to-end tests.
-  bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--cpus N] [--json PATH] [--plot PATH.svg]
+  bench-latency [--samples N] [--warmup N] [--irqchip user|kernel|both] [--cpus N] [--json PATH] [--plot PATH.svg] [--raw]
                       Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2,
                       side by side (default: both, 10000 samples per measurement, 2 vCPUs:
-                      vtimer, sgi, mmio and the ipi from vCPU 0 to vCPU 1).
+                      vtimer, sgi, mmio and the ipi from vCPU 0 to vCPU 1). --json writes
+                      the figures (schema: docs/bench-json.md); --raw adds every sample.
   bench-boot [--runs N] [--cpus N] [--json PATH]
                       Linux boot time on the VMM with the userspace GIC and with KVM's
                       in-kernel vGICv2: N boots of each (default 3, 1 vCPU), alternating, in
