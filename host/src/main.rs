@@ -820,6 +820,9 @@ mod tests {
         assert_eq!(a.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(a.cpus, 1);
         assert_eq!(a.irq_injection, Injection::OwnerThread);
+        assert!(!a.raw_samples, "summaries only by default");
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g", "--raw-samples"]).unwrap();
+        assert!(a.raw_samples);
         let a = Args::try_parse_from([
             "uirq-vmm",
             "--image",

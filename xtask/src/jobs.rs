@@ -571,6 +571,31 @@ mod tests {
         assert!(report::valid_tag(&tag) && tag != new_tag().unwrap());
     }
 
+    // A run with raw samples prints many `@@samples` reports: all are kept,
+    // in order, up to the bound, and none is mistaken for another kind.
+    #[test]
+    fn every_samples_report_is_kept_in_order_up_to_the_bound() {
+        let mut console = JobConsole::default();
+        console.line(&format!("@@bench {TAG} {{}}"), TAG, None);
+        for i in 0..MAX_REPORTS + 3 {
+            console.line(&format!("@@samples {TAG} {{\"first\":{i}}}"), TAG, None);
+        }
+        let (text, reports) = console.finish();
+        assert!(text.is_empty(), "{text}");
+        assert_eq!(reports.len(), MAX_REPORTS);
+        let result = JobResult {
+            reports,
+            ..JobResult::default()
+        };
+        assert_eq!(result.report(report::BENCH), Some("{}"));
+        let samples: Vec<&str> = result.reports_of(report::SAMPLES).collect();
+        assert_eq!(samples.len(), MAX_REPORTS - 1);
+        assert_eq!(samples[0], "{\"first\":0}");
+        assert_eq!(samples[1], "{\"first\":1}");
+        assert_eq!(result.reports_of(report::EXITS).count(), 0);
+        assert_eq!(result.reports_of("@@other").count(), 0);
+    }
+
     #[test]
     fn only_a_job_without_image_or_kernel_gets_the_firmware() {
         assert!(needs_default_image(&owned(&["--cpus", "2"])));
