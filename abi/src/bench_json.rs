@@ -86,7 +86,7 @@ pub struct RunReport {
     /// timeline of the same interrupts (`user` irqchip only; empty with
     /// `kernel`, where the VMM sees none of it).
     pub stages: Vec<Stage>,
-    /// The VMM's resident memory apart from guest RAM, in KiB; absent where
+    /// The VMM's resident memory apart from guest RAM, in KiB; null where
     /// it could not be read.
     pub vmm_rss_kib: Option<u64>,
 }
@@ -349,7 +349,7 @@ pub struct Document {
     /// User irqchip over kernel irqchip, per measurement both have.
     pub ratios: Vec<Ratio>,
     /// The VMM's own work per timer interrupt set against the user path's
-    /// latency; absent without a `user` run.
+    /// latency; null without a `user` run.
     pub vmm_work: Option<VmmWork>,
 }
 
@@ -361,7 +361,7 @@ pub struct Environment {
     pub kind: String,
     /// The release of the kernel whose KVM ran the VMM.
     pub host_kernel: String,
-    /// QEMU's version line when nested; absent natively.
+    /// QEMU's version line when nested; null natively.
     pub qemu: Option<String>,
     /// The architecture xtask ran on (`x86_64`, `aarch64`).
     pub build_machine: String,
@@ -381,7 +381,7 @@ pub struct Ratio {
     /// The measurement.
     pub measurement: String,
     /// The user run's p50 over the kernel run's p50 (a plain number);
-    /// absent when the kernel's is 0.
+    /// null when the kernel's is 0.
     pub user_over_kernel_p50: Option<f64>,
     /// The same for p99.
     pub user_over_kernel_p99: Option<f64>,
@@ -393,7 +393,7 @@ pub struct VmmWork {
     /// Median time outside `KVM_RUN` spent on one timer interrupt's exits
     /// (stage `vmm_work_per_irq`), in ns.
     pub per_timer_irq_p50_ns: f64,
-    /// That over the user run's vtimer p50 (a fraction, 0 to 1); absent
+    /// That over the user run's vtimer p50 (a fraction, 0 to 1); null
     /// when the latter is 0.
     pub share_of_user_vtimer_p50: Option<f64>,
 }

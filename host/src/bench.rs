@@ -11,14 +11,13 @@
 
 use serde::Serialize;
 
-use uirq_abi::bench_json::{self, SCHEMA_VERSION};
-pub use uirq_abi::bench_json::{
-    ExitsPerSample, Histogram, Measurement, RunReport, SampleChunk, Stage, Summary,
-};
-
 use uirq_abi::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, IPI_OFFSET, MAGIC, MAX_SAMPLES,
     MMIO_OFFSET, RESULTS_SIZE, SGI_OFFSET, VERSION, VTIMER_OFFSET,
+};
+use uirq_abi::bench_json::{self, SCHEMA_VERSION};
+pub use uirq_abi::bench_json::{
+    ExitsPerSample, Histogram, Measurement, RunReport, SampleChunk, Stage, Summary,
 };
 
 /// Why the result buffer could not be used.
