@@ -11,11 +11,18 @@
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.
 //! - [`bench`](mod@bench): the latency benchmark's result buffer and phase markers.
+//! - `bench_json` (feature `json`, for the VMM and xtask only): the
+//!   benchmark's JSON documents, the VMM's run reports and xtask's output.
 //! - [`report`]: how the harness's lines (the L1 init's, the VMM's reports)
 //!   are told from the guest's on a shared console.
 #![no_std]
 
+#[cfg(feature = "json")]
+extern crate alloc;
+
 pub mod bench;
+#[cfg(feature = "json")]
+pub mod bench_json;
 pub mod boot;
 pub mod exit;
 pub mod gicv2;

@@ -4,7 +4,7 @@
 //! The guest's UART output goes to the VMM's standard output, and in the
 //! nested environment that is L1's console, where the L1 init also frames
 //! each job (`@@uirq ... job 3 exit 0`) and the VMM prints its reports
-//! (`@@bench {json}`, `@@exits {json}`). A guest can print anything, those
+//! (`@@bench {json}`, `@@samples {json}`, `@@exits {json}`). A guest can print anything, those
 //! lines included, so a line's text alone proves nothing.
 //!
 //! What the guest cannot print is a secret it never sees: a **tag** of
@@ -20,6 +20,7 @@
 //! ```text
 //! @@uirq 5f0c9e…c1 job 0 exit 0        the L1 init's control lines
 //! @@bench 5f0c9e…c1 {"irqchip":…}      the VMM's benchmark report
+//! @@samples 5f0c9e…c1 {"ticks":…}      raw samples, with --raw-samples
 //! @@exits 5f0c9e…c1 {"total":…}        the VMM's --exit-stats report
 //! ```
 //!
@@ -36,8 +37,13 @@ pub const TAG_ENV: &str = "UIRQ_REPORT_TAG";
 pub const CONTROL: &str = "@@uirq";
 /// The keyword of the VMM's benchmark report (`--program bench`).
 pub const BENCH: &str = "@@bench";
+/// The keyword of the VMM's raw benchmark samples (`--raw-samples`), in
+/// chunks (`crate::bench_json::SampleChunk`).
+pub const SAMPLES: &str = "@@samples";
 /// The keyword of the VMM's exit statistics (`--exit-stats`).
 pub const EXITS: &str = "@@exits";
+/// The keywords of the VMM's reports.
+pub const VMM_REPORTS: [&str; 3] = [BENCH, SAMPLES, EXITS];
 /// Fewest characters in a tag: 64 random bits at least.
 pub const TAG_MIN: usize = 16;
 /// Most characters in a tag.
@@ -89,7 +95,7 @@ mod tests {
             "@@uirq 0123456789abcdef0123456789abcdef0 job 0 exit 0",
             "@@uirq0123456789abcdef0123456789abcdef job 0 exit 0",
         ] {
-            for keyword in [CONTROL, BENCH, EXITS] {
+            for keyword in [CONTROL, BENCH, SAMPLES, EXITS] {
                 assert_eq!(find(forged, keyword, TAG), None, "{forged}");
             }
         }

@@ -3,15 +3,21 @@
 //!
 //! The firmware records raw counter values (see `uirq_abi::bench`); the VMM
 //! adds its own timeline of the same interrupts on the same timebase
-//! ([`IrqTimeline`]) and counts its exits per measurement. [`Report`] is
-//! what `uirq-vmm --program bench` prints as one JSON line for
-//! `cargo xtask bench-latency` to collect.
+//! ([`IrqTimeline`]) and counts its exits per measurement. [`run_report`]
+//! is what `uirq-vmm --program bench` prints as one JSON line for
+//! `cargo xtask bench-latency` to collect, and [`sample_chunks`] every
+//! sample, with `--raw-samples`. Their types are the JSON schema's, shared
+//! with xtask (`uirq_abi::bench_json`).
 
 use serde::Serialize;
 
 use uirq_abi::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, IPI_OFFSET, MAGIC, MAX_SAMPLES,
     MMIO_OFFSET, RESULTS_SIZE, SGI_OFFSET, VERSION, VTIMER_OFFSET,
+};
+use uirq_abi::bench_json::{self, SCHEMA_VERSION};
+pub use uirq_abi::bench_json::{
+    ExitsPerSample, Histogram, Measurement, RunReport, SampleChunk, Stage, Summary,
 };
 
 /// Why the result buffer could not be used.
@@ -188,43 +194,6 @@ pub struct IrqTimeline {
     pub exits: u32,
 }
 
-/// Statistics of one series, in nanoseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Summary {
-    /// Samples summarised (negative ones included in `negative`, not here).
-    pub count: usize,
-    /// Samples whose end came before their start (clock or recording error).
-    pub negative: usize,
-    /// Samples above the far-out fence (third quartile + 3 × IQR); counted,
-    /// never dropped.
-    pub outliers: usize,
-    /// Smallest.
-    pub min_ns: f64,
-    /// Median.
-    pub p50_ns: f64,
-    /// 90th percentile.
-    pub p90_ns: f64,
-    /// 99th percentile.
-    pub p99_ns: f64,
-    /// 99.9th percentile.
-    pub p999_ns: f64,
-    /// Largest.
-    pub max_ns: f64,
-    /// Mean.
-    pub mean_ns: f64,
-    /// Log-spaced histogram for plotting.
-    pub histogram: Histogram,
-}
-
-/// A histogram with logarithmically spaced bins.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Histogram {
-    /// Bin edges in ns; `counts[i]` counts samples in `[edges[i], edges[i+1])`.
-    pub edges_ns: Vec<f64>,
-    /// Samples per bin.
-    pub counts: Vec<u64>,
-}
-
 /// Bins per decade of the histograms.
 const BINS_PER_DECADE: f64 = 20.0;
 
@@ -254,7 +223,7 @@ pub fn summarize(pairs: impl IntoIterator<Item = (u64, u64)>, cntfrq: u64) -> Su
     }
     ns.sort_by(f64::total_cmp);
     let mut s = Summary {
-        count: ns.len(),
+        count: ns.len() as u64,
         negative,
         ..Summary::default()
     };
@@ -264,7 +233,7 @@ pub fn summarize(pairs: impl IntoIterator<Item = (u64, u64)>, cntfrq: u64) -> Su
     let q1 = percentile(&ns, 25.0);
     let q3 = percentile(&ns, 75.0);
     let fence = q3 + 3.0 * (q3 - q1);
-    s.outliers = ns.iter().filter(|&&x| x > fence).count();
+    s.outliers = ns.iter().filter(|&&x| x > fence).count() as u64;
     s.min_ns = ns[0];
     s.p50_ns = percentile(&ns, 50.0);
     s.p90_ns = percentile(&ns, 90.0);
@@ -294,98 +263,6 @@ fn histogram(sorted: &[f64]) -> Histogram {
     Histogram { edges_ns, counts }
 }
 
-/// Exits to userspace per recorded sample, by kind.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ExitsPerSample {
-    /// All exits to userspace.
-    pub total: f64,
-    /// EINTR returns that reported a timer level change.
-    pub level_report: f64,
-    /// MMIO loads served by the VMM.
-    pub mmio_read: f64,
-    /// MMIO stores served by the VMM.
-    pub mmio_write: f64,
-    /// Other returns (kicks, unexpected exits).
-    pub other: f64,
-}
-
-impl ExitsPerSample {
-    /// Per-sample figures from exit counts over `samples` samples.
-    pub fn from_counts(
-        level_report: u64,
-        mmio_read: u64,
-        mmio_write: u64,
-        other: u64,
-        samples: u64,
-    ) -> Self {
-        let per = |n: u64| {
-            if samples == 0 {
-                0.0
-            } else {
-                n as f64 / samples as f64
-            }
-        };
-        Self {
-            total: per(level_report + mmio_read + mmio_write + other),
-            level_report: per(level_report),
-            mmio_read: per(mmio_read),
-            mmio_write: per(mmio_write),
-            other: per(other),
-        }
-    }
-}
-
-/// One measurement of one run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Measurement {
-    /// `vtimer`, `sgi` or `mmio`.
-    pub measurement: &'static str,
-    /// What is timed, in words.
-    pub interval: &'static str,
-    /// The statistics.
-    #[serde(flatten)]
-    pub summary: Summary,
-    /// Exits to userspace per sample in this measurement's phase.
-    pub exits_per_sample: ExitsPerSample,
-}
-
-/// A named stage of the virtual-timer path.
-#[derive(Clone, Debug, Serialize)]
-pub struct Stage {
-    /// Stage name.
-    pub stage: &'static str,
-    /// What it spans.
-    pub interval: &'static str,
-    /// The statistics.
-    #[serde(flatten)]
-    pub summary: Summary,
-}
-
-/// Everything one benchmark run produced: the line the VMM prints.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    /// `user` or `kernel`.
-    pub irqchip: &'static str,
-    /// CNTFRQ_EL0 in Hz, as the firmware read it.
-    pub cntfrq_hz: u64,
-    /// Recorded samples per measurement.
-    pub samples: u64,
-    /// Discarded warm-up samples per measurement.
-    pub warmup: u64,
-    /// Samples the firmware flagged as inconsistent.
-    pub guest_anomalies: u64,
-    /// How the VMM's clock was put on the guest's timebase.
-    pub timebase: String,
-    /// vCPUs in the VM.
-    pub vcpus: usize,
-    /// The three measurements.
-    pub results: Vec<Measurement>,
-    /// The virtual-timer path split into stages (user irqchip only).
-    pub stages: Vec<Stage>,
-    /// The VMM's resident memory apart from guest RAM, in KiB.
-    pub vmm_rss_kib: Option<u64>,
-}
-
 /// Names of the stage series, in order.
 pub const STAGE_NAMES: [&str; 6] = [
     "deadline_to_vmm",
@@ -396,6 +273,10 @@ pub const STAGE_NAMES: [&str; 6] = [
     "irq_line_ioctls_per_irq",
 ];
 
+/// Where a stage starts and ends, from a guest sample and the VMM's
+/// timeline entry of the same interrupt.
+type Span = dyn Fn(&VtimerSample, &IrqTimeline) -> (u64, u64);
+
 /// Builds the stage breakdown of the virtual-timer path from the guest's
 /// samples and the VMM's timeline of the same interrupts (already on the
 /// guest's timebase), matched in order.
@@ -404,78 +285,177 @@ pub fn stages(vtimer: &[VtimerSample], timeline: &[IrqTimeline], cntfrq: u64) ->
     let skip = timeline.len().saturating_sub(vtimer.len());
     let t = &timeline[skip..];
     let pairs = vtimer.iter().zip(t);
-    let series = |f: &dyn Fn(&VtimerSample, &IrqTimeline) -> (u64, u64)| {
-        summarize(pairs.clone().map(|(g, h)| f(g, h)), cntfrq)
-    };
-    vec![
-        Stage {
-            stage: STAGE_NAMES[0],
-            interval: "timer deadline (CNTV_CVAL) -> VMM sees the level (KVM_RUN returned)",
-            summary: series(&|g, h| (g.deadline, h.level_seen)),
+    let summary_of = |f: &Span| summarize(pairs.clone().map(|(g, h)| f(g, h)), cntfrq);
+    let spans: [(&str, &Span); 6] = [
+        (
+            "timer deadline (CNTV_CVAL) -> VMM sees the level (KVM_RUN returned)",
+            &|g, h| (g.deadline, h.level_seen),
+        ),
+        ("VMM sees the level -> KVM_IRQ_LINE issued", &|_, h| {
+            (h.level_seen, h.irq_line)
+        }),
+        (
+            "KVM_IRQ_LINE issued -> first instruction of the guest's IRQ vector",
+            &|g, h| (h.irq_line, g.entry),
+        ),
+        (
+            "IRQ vector -> after GICC_EOIR (acknowledge, silence timer, EOI)",
+            &|g, _| (g.entry, g.after_eoi),
+        ),
+        (
+            "time outside KVM_RUN spent on one interrupt's exits",
+            &|_, h| (0, h.vmm_ticks),
+        ),
+        (
+            "of that, time inside the KVM_IRQ_LINE ioctls (raise and lower)",
+            &|_, h| (0, h.irq_line_ticks),
+        ),
+    ];
+    STAGE_NAMES
+        .iter()
+        .zip(spans)
+        .map(|(name, (interval, span))| Stage {
+            stage: (*name).into(),
+            interval: interval.into(),
+            summary: summary_of(span),
+        })
+        .collect()
+}
+
+/// One measurement's samples as `(start, end)` counter pairs, in the order
+/// taken.
+struct Series {
+    name: &'static str,
+    interval: &'static str,
+    pairs: Vec<(u64, u64)>,
+}
+
+/// The measurements the firmware recorded: vtimer, sgi, mmio and, when it
+/// recorded it, ipi.
+fn series(results: &GuestResults) -> Vec<Series> {
+    let mut all = vec![
+        Series {
+            name: "vtimer",
+            interval: "timer deadline (CNTV_CVAL) -> first instruction of the IRQ vector",
+            pairs: results
+                .vtimer
+                .iter()
+                .map(|s| (s.deadline, s.entry))
+                .collect(),
         },
-        Stage {
-            stage: STAGE_NAMES[1],
-            interval: "VMM sees the level -> KVM_IRQ_LINE issued",
-            summary: series(&|_, h| (h.level_seen, h.irq_line)),
+        Series {
+            name: "sgi",
+            interval: "GICD_SGIR write (SGI to self) -> first instruction of the IRQ vector",
+            pairs: results.sgi.iter().map(|s| (s.write, s.entry)).collect(),
         },
-        Stage {
-            stage: STAGE_NAMES[2],
-            interval: "KVM_IRQ_LINE issued -> first instruction of the guest's IRQ vector",
-            summary: series(&|g, h| (h.irq_line, g.entry)),
+        Series {
+            name: "mmio",
+            interval: "one GICD_TYPER read, counter to counter",
+            pairs: results.mmio.iter().map(|s| (s.start, s.end)).collect(),
         },
-        Stage {
-            stage: STAGE_NAMES[3],
-            interval: "IRQ vector -> after GICC_EOIR (acknowledge, silence timer, EOI)",
-            summary: series(&|g, _| (g.entry, g.after_eoi)),
-        },
-        Stage {
-            stage: STAGE_NAMES[4],
-            interval: "time outside KVM_RUN spent on one interrupt's exits",
-            summary: series(&|_, h| (0, h.vmm_ticks)),
-        },
-        Stage {
-            stage: STAGE_NAMES[5],
-            interval: "of that, time inside the KVM_IRQ_LINE ioctls (raise and lower)",
-            summary: series(&|_, h| (0, h.irq_line_ticks)),
-        },
-    ]
+    ];
+    if !results.ipi.is_empty() {
+        all.push(Series {
+            name: "ipi",
+            interval:
+                "CPU 0's GICD_SGIR write (SGI to CPU 1) -> first instruction of CPU 1's IRQ vector",
+            pairs: results.ipi.iter().map(|s| (s.write, s.entry)).collect(),
+        });
+    }
+    all
 }
 
 /// The measurements of a run, with `exits` the per-phase exit counts
 /// (vtimer, sgi, mmio, ipi); ipi only when the firmware recorded it.
 pub fn measurements(results: &GuestResults, exits: [ExitsPerSample; 4]) -> Vec<Measurement> {
     let f = results.header.cntfrq;
-    let [e_vtimer, e_sgi, e_mmio, e_ipi] = exits;
-    let mut all = vec![
-        Measurement {
-            measurement: "vtimer",
-            interval: "timer deadline (CNTV_CVAL) -> first instruction of the IRQ vector",
-            summary: summarize(results.vtimer.iter().map(|s| (s.deadline, s.entry)), f),
-            exits_per_sample: e_vtimer,
-        },
-        Measurement {
-            measurement: "sgi",
-            interval: "GICD_SGIR write (SGI to self) -> first instruction of the IRQ vector",
-            summary: summarize(results.sgi.iter().map(|s| (s.write, s.entry)), f),
-            exits_per_sample: e_sgi,
-        },
-        Measurement {
-            measurement: "mmio",
-            interval: "one GICD_TYPER read, counter to counter",
-            summary: summarize(results.mmio.iter().map(|s| (s.start, s.end)), f),
-            exits_per_sample: e_mmio,
-        },
-    ];
-    if !results.ipi.is_empty() {
-        all.push(Measurement {
-            measurement: "ipi",
-            interval:
-                "CPU 0's GICD_SGIR write (SGI to CPU 1) -> first instruction of CPU 1's IRQ vector",
-            summary: summarize(results.ipi.iter().map(|s| (s.write, s.entry)), f),
-            exits_per_sample: e_ipi,
-        });
+    series(results)
+        .into_iter()
+        .zip(exits)
+        .map(|(s, exits_per_sample)| Measurement {
+            measurement: s.name.into(),
+            interval: s.interval.into(),
+            summary: summarize(s.pairs, f),
+            exits_per_sample,
+            raw: None,
+        })
+        .collect()
+}
+
+/// One sample in signed counter ticks: end minus start, negative when the
+/// end came first (as `Summary::negative` counts it), saturating at the
+/// ends of `i64`.
+pub fn signed_ticks(start: u64, end: u64) -> i64 {
+    match end.checked_sub(start) {
+        Some(d) => i64::try_from(d).unwrap_or(i64::MAX),
+        None => i64::try_from(start - end).map_or(i64::MIN, |d| -d),
     }
-    all
+}
+
+/// Every sample of every measurement, in signed counter ticks
+/// ([`signed_ticks`]), in the order of [`measurements`].
+pub fn sample_ticks(results: &GuestResults) -> Vec<(&'static str, Vec<i64>)> {
+    series(results)
+        .into_iter()
+        .map(|s| {
+            let ticks = s.pairs.iter().map(|&(a, b)| signed_ticks(a, b)).collect();
+            (s.name, ticks)
+        })
+        .collect()
+}
+
+/// Every sample of a run as the `@@samples` reports that carry them, in
+/// order (`uirq_abi::bench_json::chunks`).
+pub fn sample_chunks(results: &GuestResults) -> Vec<SampleChunk> {
+    sample_ticks(results)
+        .iter()
+        .flat_map(|(name, ticks)| bench_json::chunks(name, ticks))
+        .collect()
+}
+
+/// What the VMM knows of a benchmark run besides the firmware's buffer.
+#[derive(Clone, Debug, Default)]
+pub struct RunContext {
+    /// `user` or `kernel`.
+    pub irqchip: &'static str,
+    /// vCPUs in the VM.
+    pub vcpus: u64,
+    /// Exits per sample of the vtimer, sgi, mmio and ipi phases.
+    pub exits: [ExitsPerSample; 4],
+    /// The VMM's timeline of the vtimer phase (user irqchip; else empty).
+    pub timeline: Vec<IrqTimeline>,
+    /// How the VMM's clock was put on the guest's timebase.
+    pub timebase: String,
+    /// The VMM's resident memory apart from guest RAM, in KiB.
+    pub vmm_rss_kib: Option<u64>,
+    /// Seconds since the Unix epoch when the report is made.
+    pub unix_secs: u64,
+}
+
+/// The `@@bench` report of a run: the firmware's `results` summarised,
+/// with what the VMM saw (`run`).
+pub fn run_report(results: &GuestResults, run: RunContext) -> RunReport {
+    let cntfrq = results.header.cntfrq;
+    RunReport {
+        schema_version: SCHEMA_VERSION,
+        tool: "uirq-vmm".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        timestamp: bench_json::rfc3339_utc(run.unix_secs),
+        irqchip: run.irqchip.into(),
+        cntfrq_hz: cntfrq,
+        samples: results.header.samples,
+        warmup: results.header.warmup,
+        guest_anomalies: results.header.anomalies,
+        timebase: run.timebase,
+        vcpus: run.vcpus,
+        results: measurements(results, run.exits),
+        stages: if run.timeline.is_empty() {
+            Vec::new()
+        } else {
+            stages(&results.vtimer, &run.timeline, cntfrq)
+        },
+        vmm_rss_kib: run.vmm_rss_kib,
+    }
 }
 
 #[cfg(test)]
@@ -648,6 +628,82 @@ mod tests {
         let mut b = buffer(3);
         b[8..16].copy_from_slice(&99u64.to_le_bytes());
         assert_eq!(decode(&b), Err(ResultsError::Version(99)));
+    }
+
+    #[test]
+    fn raw_samples_are_signed_ticks_in_measurement_order() {
+        assert_eq!(signed_ticks(10, 25), 15);
+        assert_eq!(signed_ticks(25, 10), -15);
+        assert_eq!(signed_ticks(0, u64::MAX), i64::MAX);
+        assert_eq!(signed_ticks(u64::MAX, 0), i64::MIN);
+        let mut b = buffer(3);
+        // The second sgi sample ends before it starts.
+        let at = SGI_OFFSET as usize + 16;
+        b[at..at + 8].copy_from_slice(&5u64.to_le_bytes());
+        let r = decode(&b).unwrap();
+        let ticks = sample_ticks(&r);
+        let names: Vec<&str> = ticks.iter().map(|t| t.0).collect();
+        assert_eq!(names, ["vtimer", "sgi", "mmio", "ipi"]);
+        assert_eq!(ticks[0].1, [10, 10, 10]);
+        assert_eq!(ticks[1].1, [2, -2, 2]);
+        let m = measurements(&r, Default::default());
+        assert_eq!(m[1].summary.negative, 1, "the same sample, counted");
+        let chunks = sample_chunks(&r);
+        assert_eq!(chunks.len(), 4, "one chunk per measurement of 3 samples");
+        assert_eq!(chunks[3].ticks, [70, 70, 70]);
+        assert!(chunks.iter().all(|c| c.total == 3 && c.first == 0));
+    }
+
+    // Everything the VMM knows goes into the report: the guest's anomaly
+    // count, the stages with their histograms, the VMM's memory.
+    #[test]
+    fn the_run_report_carries_the_whole_run() {
+        let mut b = buffer(3);
+        b[40..48].copy_from_slice(&2u64.to_le_bytes());
+        let r = decode(&b).unwrap();
+        let t = IrqTimeline {
+            level_seen: 12,
+            irq_line: 14,
+            iar: 15,
+            eoi: 16,
+            vmm_ticks: 4,
+            irq_line_ticks: 1,
+            exits: 3,
+        };
+        let report = run_report(
+            &r,
+            RunContext {
+                irqchip: "user",
+                vcpus: 2,
+                exits: Default::default(),
+                timeline: vec![t; 3],
+                timebase: "shared counter".into(),
+                vmm_rss_kib: Some(2048),
+                unix_secs: 86_400,
+            },
+        );
+        assert_eq!(report.schema_version, SCHEMA_VERSION);
+        assert_eq!(report.tool, "uirq-vmm");
+        assert_eq!(report.tool_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(report.timestamp, "1970-01-02T00:00:00Z");
+        assert_eq!(report.guest_anomalies, 2);
+        assert_eq!((report.samples, report.warmup, report.vcpus), (3, 5, 2));
+        assert_eq!(report.results.len(), 4);
+        assert_eq!(report.stages.len(), STAGE_NAMES.len());
+        assert!(report
+            .stages
+            .iter()
+            .all(|s| s.summary.histogram.counts.iter().sum::<u64>() == 3));
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<RunReport>(&json).unwrap(), report);
+        let kernel = run_report(
+            &r,
+            RunContext {
+                irqchip: "kernel",
+                ..RunContext::default()
+            },
+        );
+        assert!(kernel.stages.is_empty(), "no timeline, no stages");
     }
 
     #[test]

@@ -123,6 +123,11 @@ struct Args {
     #[arg(long, default_value_t = uirq_abi::bench::DEFAULT_SAMPLES, value_parser = clap::value_parser!(u64).range(1..=uirq_abi::bench::MAX_SAMPLES))]
     samples: u64,
 
+    /// With the `bench` program: print every sample too, in counter ticks,
+    /// as `@@samples {json}` lines after the `@@bench` report.
+    #[arg(long)]
+    raw_samples: bool,
+
     /// Discarded warm-up samples per measurement for the `bench` program.
     #[arg(long, default_value_t = uirq_abi::bench::DEFAULT_WARMUP, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     warmup: u64,
@@ -528,7 +533,7 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         finish_trace(args, recording, &traces, &guest, &report);
         if report.outcome == (kvm::Outcome::PoweredOff { status: 0 }) {
-            bench_report(irqchip.name(), args.cpus, &report, &out)?;
+            bench_report(irqchip.name(), args, &report, &out)?;
         }
         Ok(verdict(args, &report, None))
     } else if args.timeout.is_some() {
@@ -843,17 +848,18 @@ fn verdict<P>(
     }
 }
 
-/// Prints the benchmark's figures: a short table for people, and one
-/// `@@bench <tag> {json}` line for `cargo xtask bench-latency`.
+/// Prints the benchmark's figures: a short table for people, one
+/// `@@bench <tag> {json}` line for `cargo xtask bench-latency` and, with
+/// `--raw-samples`, the `@@samples <tag> {json}` lines of every sample.
 #[cfg(target_arch = "aarch64")]
 fn bench_report(
     irqchip: &'static str,
-    cpus: usize,
+    args: &Args,
     report: &uirq_host::kvm::RunReport<uirq_host::probes::bench::BenchProbe>,
     to: &Reports<'_>,
 ) -> anyhow::Result<()> {
     use uirq_abi::bench::Phase;
-    use uirq_host::bench::{self, ExitsPerSample};
+    use uirq_host::bench::{self, ExitsPerSample, RunContext};
     use uirq_host::exit::Stats;
 
     let bytes = report
@@ -881,30 +887,26 @@ fn bench_report(
         .first()
         .map(|v| v.probe.timeline.iter().copied().collect())
         .unwrap_or_default();
-    let out = bench::Report {
-        irqchip,
-        cntfrq_hz: results.header.cntfrq,
-        samples: n,
-        warmup: results.header.warmup,
-        guest_anomalies: results.header.anomalies,
-        timebase: report.timebase.clone(),
-        vcpus: cpus,
-        results: bench::measurements(
-            &results,
-            [
+    let unix_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let out = bench::run_report(
+        &results,
+        RunContext {
+            irqchip,
+            vcpus: args.cpus as u64,
+            exits: [
                 exits(Phase::Vtimer),
                 exits(Phase::Sgi),
                 exits(Phase::Mmio),
                 exits(Phase::Ipi),
             ],
-        ),
-        stages: if timeline.is_empty() {
-            Vec::new()
-        } else {
-            bench::stages(&results.vtimer, &timeline, results.header.cntfrq)
+            timeline,
+            timebase: report.timebase.clone(),
+            vmm_rss_kib: report.vmm_rss_kib,
+            unix_secs,
         },
-        vmm_rss_kib: report.vmm_rss_kib,
-    };
+    );
     to.text(&format!(
         "bench ({irqchip} irqchip, {n} samples, CNTFRQ {} Hz):",
         out.cntfrq_hz
@@ -916,6 +918,11 @@ fn bench_report(
         ));
     }
     to.report(uirq_abi::report::BENCH, &serde_json::to_string(&out)?);
+    if args.raw_samples {
+        for chunk in bench::sample_chunks(&results) {
+            to.report(uirq_abi::report::SAMPLES, &serde_json::to_string(&chunk)?);
+        }
+    }
     Ok(())
 }
 
@@ -972,6 +979,9 @@ mod tests {
         assert_eq!(a.timeout, Some(Duration::from_millis(2500)));
         assert_eq!(a.cpus, 1);
         assert_eq!(a.irq_injection, Injection::OwnerThread);
+        assert!(!a.raw_samples, "summaries only by default");
+        let a = Args::try_parse_from(["uirq-vmm", "--image", "g", "--raw-samples"]).unwrap();
+        assert!(a.raw_samples);
         let a = Args::try_parse_from([
             "uirq-vmm",
             "--image",

@@ -1,9 +1,9 @@
-//! End-to-end: a short `bench-latency` run with both irqchips, checked for
-//! the JSON document's shape and for sane figures.
+//! End-to-end: a short `bench-latency --raw` run with both irqchips, checked
+//! for the JSON document's shape and for sane figures.
 
-use serde_json::Value;
+use uirq_abi::bench_json::{Document, SCHEMA_VERSION};
 
-fn run_short_bench() -> Option<(Value, String)> {
+fn run_short_bench() -> Option<(Document, Document, String)> {
     let dir = std::env::temp_dir().join(format!("uirq-bench-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("out.json");
@@ -15,67 +15,68 @@ fn run_short_bench() -> Option<(Value, String)> {
         cpus: 2,
         json: Some(json.clone()),
         plot: Some(plot.clone()),
+        raw: true,
     };
     let outcome = uirq_tests::preflight().and_then(|()| {
         let artifacts = uirq_tests::artifacts()?;
         xtask::bench::run_with(&artifacts, &options).map_err(uirq_tests::Problem::Failed)
     });
-    uirq_tests::available(&outcome)?;
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let returned = uirq_tests::available(&outcome)?.clone();
+    let written: Document = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let svg = std::fs::read_to_string(&plot).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    Some((doc, svg))
+    Some((returned, written, svg))
 }
 
 #[test]
 fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
-    let Some((doc, svg)) = run_short_bench() else {
+    let Some((returned, doc, svg)) = run_short_bench() else {
         return;
     };
-    let env = &doc["environment"];
-    for key in [
-        "kind",
-        "host_kernel",
-        "cntfrq_hz",
-        "vcpus",
-        "samples",
-        "timebase",
-    ] {
-        assert!(!env[key].is_null(), "environment.{key} missing: {env}");
-    }
-    assert!(env["cntfrq_hz"].as_u64().unwrap() > 0);
-    assert_eq!(env["samples"], 300);
+    assert_eq!(doc, returned, "the file holds what the run returned");
+    assert_eq!(doc.schema_version, SCHEMA_VERSION);
+    assert_eq!(doc.tool, "xtask");
+    assert!(
+        doc.timestamp.ends_with('Z') && doc.timestamp.len() == 20,
+        "{}",
+        doc.timestamp
+    );
+    let env = &doc.environment;
+    assert!(!env.kind.is_empty() && !env.host_kernel.is_empty());
+    assert_eq!((env.samples, env.vcpus), (300, 2));
+    assert!(env.raw_samples);
 
-    let results = doc["results"].as_array().expect("results");
-    assert_eq!(results.len(), 8, "2 irqchips x 4 measurements");
-    assert_eq!(env["vcpus"], 2);
-    for chip in ["user", "kernel"] {
-        for name in ["vtimer", "sgi", "mmio", "ipi"] {
-            let m = results
-                .iter()
-                .find(|m| m["irqchip"] == chip && m["measurement"] == name)
-                .unwrap_or_else(|| panic!("no {chip}/{name} in {doc}"));
-            assert_eq!(m["count"], 300, "{m}");
-            assert_eq!(m["negative"], 0, "negative samples: {m}");
+    assert_eq!(doc.runs.len(), 2);
+    for (run, chip) in doc.runs.iter().zip(["user", "kernel"]) {
+        assert_eq!(run.irqchip, chip);
+        assert_eq!(run.schema_version, SCHEMA_VERSION);
+        assert_eq!(run.tool, "uirq-vmm");
+        assert!(run.cntfrq_hz > 0);
+        assert_eq!((run.samples, run.vcpus), (300, 2));
+        assert_eq!(run.guest_anomalies, 0, "{chip}");
+        assert!(!run.timebase.is_empty());
+        let names: Vec<&str> = run.results.iter().map(|m| m.measurement.as_str()).collect();
+        assert_eq!(names, ["vtimer", "sgi", "mmio", "ipi"], "{chip}");
+        for m in &run.results {
+            let name = m.measurement.as_str();
+            let s = &m.summary;
+            assert_eq!(s.count, 300, "{chip}/{name}: {s:?}");
+            assert_eq!(s.negative, 0, "{chip}/{name}: negative samples");
+            assert!(s.min_ns > 0.0, "{chip}/{name}: {s:?}");
+            let ordered = [s.min_ns, s.p50_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.max_ns];
             assert!(
-                m["outliers"].as_u64().is_some(),
-                "outliers not reported: {m}"
+                ordered.windows(2).all(|w| w[0] <= w[1]),
+                "{chip}/{name}: {s:?}"
             );
-            let p = |k: &str| {
-                m[k].as_f64()
-                    .unwrap_or_else(|| panic!("{k} missing in {m}"))
-            };
-            assert!(p("min_ns") > 0.0, "{m}");
-            assert!(
-                p("min_ns") <= p("p50_ns") && p("p50_ns") <= p("p90_ns"),
-                "{m}"
+            assert_eq!(s.histogram.counts.iter().sum::<u64>(), 300);
+            let raw = m.raw.as_ref().expect("raw samples with --raw");
+            assert_eq!((raw.ticks.len(), raw.ns.len()), (300, 300));
+            let max = raw.ns.iter().copied().fold(0.0, f64::max);
+            assert_eq!(
+                max, s.max_ns,
+                "{chip}/{name}: the samples are the summary's"
             );
-            assert!(
-                p("p90_ns") <= p("p99_ns") && p("p99_ns") <= p("p999_ns"),
-                "{m}"
-            );
-            assert!(p("p999_ns") <= p("max_ns"), "{m}");
-            let exits = m["exits_per_sample"]["total"].as_f64().unwrap();
+            let exits = m.exits_per_sample.total;
             let (lo, hi) = match (chip, name) {
                 // Level report, GICC_IAR, GICC_EOIR: the floor with a trapping GIC.
                 ("user", "vtimer") => (3.0, 3.5),
@@ -95,27 +96,27 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips() {
             );
         }
     }
-    let ratios = doc["ratios"].as_array().expect("ratios");
-    assert_eq!(ratios.len(), 4);
-    let stages = doc["stages"].as_array().expect("stages");
+    let user = &doc.runs[0];
     assert!(
-        stages
+        user.stages
             .iter()
-            .any(|s| s["stage"] == "deadline_to_vmm" && s["count"] == 300),
-        "{doc}"
+            .any(|s| s.stage == "deadline_to_vmm" && s.summary.count == 300),
+        "{:?}",
+        user.stages
     );
-    assert!(
-        doc["vmm"]["work_share_of_user_vtimer_p50"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
-    let rss = doc["vmm"]["user_rss_kib_apart_from_guest_ram"]
-        .as_u64()
-        .expect("VMM RSS reported");
+    assert!(user
+        .stages
+        .iter()
+        .all(|s| !s.summary.histogram.counts.is_empty()));
+    assert!(doc.runs[1].stages.is_empty(), "no timeline with KVM's vGIC");
+    assert_eq!(doc.ratios.len(), 4);
+    let work = doc.vmm_work.as_ref().expect("the VMM's work per interrupt");
+    assert!(work.share_of_user_vtimer_p50.unwrap() > 0.0);
+    let rss = user.vmm_rss_kib.expect("VMM RSS reported");
     assert!(rss > 0 && rss < 64 * 1024, "{rss} KiB");
     assert!(
         svg.starts_with("<svg") && svg.matches("<path").count() == 8,
         "{svg}"
     );
+    assert_eq!(svg.matches("class=\"x-axis-title\"").count(), 4);
 }

@@ -4,19 +4,24 @@
 //! Each irqchip is one run of `uirq-vmm --program bench` (both in one boot
 //! of L1 when nested). The VMM prints one `@@bench <tag> {json}` line with
 //! the statistics it computed from the firmware's result buffer and its own
-//! timeline (the tag makes it the VMM's: `uirq_abi::report`); this module
-//! puts the runs side by side, adds the environment, prints the tables and
-//! writes the JSON and the SVG plot. Where those go is checked before the
-//! runs start, so a typo costs seconds, not the benchmark.
+//! timeline (the tag makes it the VMM's: `uirq_abi::report`) and, with
+//! `--raw`, every sample in `@@samples` lines. Both are the types of
+//! `uirq_abi::bench_json`, which the VMM writes and this module reads; it
+//! puts the runs side by side, whole, in a `bench_json::Document`, adds the
+//! environment and the ratios, prints the tables and writes the JSON and
+//! the SVG plot. Where those go is checked before the runs start, so a
+//! typo costs seconds, not the benchmark.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use uirq_abi::bench_json::{
+    self, Document, Measurement, Ratio, RawSamples, RunReport, SampleChunk, VmmWork, SCHEMA_VERSION,
+};
 use uirq_abi::report;
 
-use crate::jobs::{self, Environment};
+use crate::jobs::{self, Environment, JobResult};
 use crate::{build, check_output_path, progress, Result};
 
 /// Command-line options of `bench-latency`.
@@ -34,6 +39,8 @@ pub struct Options {
     pub json: Option<PathBuf>,
     /// Where to write the SVG plot.
     pub plot: Option<PathBuf>,
+    /// Put every sample in the JSON, not only the summaries.
+    pub raw: bool,
 }
 
 impl Default for Options {
@@ -45,6 +52,7 @@ impl Default for Options {
             cpus: 2,
             json: None,
             plot: None,
+            raw: false,
         }
     }
 }
@@ -99,6 +107,10 @@ pub struct Args {
     /// Write an SVG plot of the latency distributions to PATH.
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
+    /// Put every sample, in counter ticks and ns, into the JSON (without it,
+    /// the JSON holds summaries only; schema: docs/bench-json.md).
+    #[arg(long)]
+    pub raw: bool,
 }
 
 impl From<Args> for Options {
@@ -110,18 +122,19 @@ impl From<Args> for Options {
             cpus: a.cpus,
             json: a.json,
             plot: a.plot,
+            raw: a.raw,
         }
     }
 }
 
 /// Builds everything, runs the benchmark and reports it. Returns the
-/// combined JSON document.
-pub fn run(o: &Options) -> Result<Value> {
+/// document `--json` writes.
+pub fn run(o: &Options) -> Result<Document> {
     run_with(&build::all()?, o)
 }
 
 /// Runs the benchmark with already built `artifacts` and reports it.
-pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Value> {
+pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Document> {
     // Before the long run, not after it.
     if let Some(path) = &o.json {
         check_output_path(path, "--json")?;
@@ -133,7 +146,7 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
         .irqchips
         .iter()
         .map(|chip| {
-            [
+            let mut args = [
                 "--program",
                 "bench",
                 "--samples",
@@ -148,7 +161,11 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
                 "1200",
             ]
             .map(String::from)
-            .to_vec()
+            .to_vec();
+            if o.raw {
+                args.push("--raw-samples".into());
+            }
+            args
         })
         .collect();
 
@@ -178,7 +195,10 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
             }
         });
         let show = |line: &str| {
-            if !line.starts_with("@@bench ") {
+            let report = [report::BENCH, report::SAMPLES]
+                .iter()
+                .any(|k| line.strip_prefix(k).is_some_and(|r| r.starts_with(' ')));
+            if !report {
                 println!("{line}");
             }
         };
@@ -201,14 +221,9 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
                 r.exit_code, r.console
             ));
         }
-        let line = r
-            .report(report::BENCH)
-            .ok_or_else(|| format!("the {chip} irqchip run printed no figures:\n{}", r.console))?;
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| format!("the {chip} run's figures do not parse: {e}"))?;
-        runs.push(v);
+        runs.push(read_run(r, chip, o.raw)?);
     }
-    let doc = combine(&env, o, &runs);
+    let doc = combine(&env, o, runs, unix_now());
     print!("{}", tables(&doc));
     progress(format!("benchmark took {} s", started.elapsed().as_secs()));
     if let Some(path) = &o.json {
@@ -224,95 +239,134 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
     Ok(doc)
 }
 
-fn f(v: &Value, key: &str) -> f64 {
-    v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN)
+/// Seconds since the Unix epoch (0 on a clock set before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
-/// Builds the output document from the environment and the VMM's runs.
-pub fn combine(env: &Environment, o: &Options, runs: &[Value]) -> Value {
-    let first = runs.first().cloned().unwrap_or(Value::Null);
-    let mut results = Vec::new();
-    let mut stages = Vec::new();
-    let mut vmm = serde_json::Map::new();
-    for run in runs {
-        let chip = run.get("irqchip").cloned().unwrap_or(Value::Null);
-        for m in run
-            .get("results")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let mut m = m.clone();
-            if let Some(obj) = m.as_object_mut() {
-                obj.insert("irqchip".into(), chip.clone());
-            }
-            results.push(m);
-        }
-        for s in run
-            .get("stages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let mut s = s.clone();
-            if let Some(obj) = s.as_object_mut() {
-                obj.insert("irqchip".into(), chip.clone());
-                obj.remove("histogram");
-            }
-            stages.push(s);
-        }
-        if let Some(chip) = chip.as_str() {
-            vmm.insert(
-                format!("{chip}_rss_kib_apart_from_guest_ram"),
-                run.get("vmm_rss_kib").cloned().unwrap_or(Value::Null),
-            );
-        }
+/// The run of `chip` as its VMM reported it: the `@@bench` report and,
+/// with `raw`, every sample from the `@@samples` reports joined into its
+/// measurements.
+pub fn read_run(r: &JobResult, chip: &str, raw: bool) -> Result<RunReport> {
+    let text = r
+        .report(report::BENCH)
+        .ok_or_else(|| format!("the {chip} irqchip run printed no figures:\n{}", r.console))?;
+    let mut run = decode_report(text).map_err(|e| format!("the {chip} run's figures: {e}"))?;
+    if run.irqchip != chip {
+        return Err(format!(
+            "the {chip} run's figures are for the {} irqchip",
+            run.irqchip
+        ));
     }
+    if raw {
+        let chunks = r
+            .reports_of(report::SAMPLES)
+            .map(serde_json::from_str::<SampleChunk>)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| format!("the {chip} run's samples do not parse: {e}"))?;
+        attach_samples(&mut run, &chunks)?;
+    }
+    Ok(run)
+}
+
+/// Decodes a `@@bench` report, refusing one of another schema version.
+pub fn decode_report(text: &str) -> Result<RunReport> {
+    // The version alone first: a VMM of another schema is named as such,
+    // not as a missing field.
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let version = value.get("schema_version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(SCHEMA_VERSION)) {
+        return Err(format!(
+            "schema version {}, this xtask reads {SCHEMA_VERSION} (a VMM built from other sources?)",
+            version.map_or("none".into(), |v| v.to_string())
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("do not decode: {e}"))
+}
+
+/// Joins `chunks` into the raw samples of each of `run`'s measurements;
+/// every measurement must get exactly its samples, and every chunk must
+/// belong to one.
+pub fn attach_samples(run: &mut RunReport, chunks: &[SampleChunk]) -> Result<()> {
+    if let Some(c) = chunks
+        .iter()
+        .find(|c| !run.results.iter().any(|m| m.measurement == c.measurement))
+    {
+        return Err(format!(
+            "the {} run printed samples of a measurement it does not have ({})",
+            run.irqchip, c.measurement
+        ));
+    }
+    for m in &mut run.results {
+        let expected = m.summary.count + m.summary.negative;
+        let ticks = bench_json::join(&m.measurement, chunks, expected)
+            .map_err(|e| format!("the {} run's {} samples: {e}", run.irqchip, m.measurement))?;
+        m.raw = Some(RawSamples::from_ticks(ticks, run.cntfrq_hz));
+    }
+    Ok(())
+}
+
+/// `a / b` where that is a number.
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    let r = a / b;
+    (b != 0.0 && r.is_finite()).then_some(r)
+}
+
+/// `chip`'s measurement `name` among `runs`.
+fn find<'a>(runs: &'a [RunReport], chip: &str, name: &str) -> Option<&'a Measurement> {
+    runs.iter()
+        .filter(|r| r.irqchip == chip)
+        .flat_map(|r| &r.results)
+        .find(|m| m.measurement == name)
+}
+
+/// The output document: the environment, the VMM's `runs` whole, and the
+/// figures derived from them, stamped `unix_secs` seconds after the epoch.
+pub fn combine(env: &Environment, o: &Options, runs: Vec<RunReport>, unix_secs: u64) -> Document {
+    let ratios = MEASUREMENTS
+        .into_iter()
+        .filter_map(|name| {
+            let (u, k) = (find(&runs, "user", name)?, find(&runs, "kernel", name)?);
+            Some(Ratio {
+                measurement: name.into(),
+                user_over_kernel_p50: ratio(u.summary.p50_ns, k.summary.p50_ns),
+                user_over_kernel_p99: ratio(u.summary.p99_ns, k.summary.p99_ns),
+            })
+        })
+        .collect();
     // The VMM's own work per timer interrupt against the user path's p50.
-    let user_p50 = results
+    let vmm_work = runs
         .iter()
-        .find(|m| m["irqchip"] == "user" && m["measurement"] == "vtimer")
-        .map(|m| f(m, "p50_ns"));
-    let work_p50 = stages
-        .iter()
-        .find(|s| s["stage"] == "vmm_work_per_irq")
-        .map(|s| f(s, "p50_ns"));
-    if let (Some(u), Some(w)) = (user_p50, work_p50) {
-        vmm.insert("work_per_timer_irq_p50_ns".into(), json!(w));
-        vmm.insert("work_share_of_user_vtimer_p50".into(), json!(w / u));
-    }
-    let mut ratios = Vec::new();
-    for name in MEASUREMENTS {
-        let get = |chip: &str| {
-            results
-                .iter()
-                .find(|m| m["irqchip"] == chip && m["measurement"] == name)
-        };
-        if let (Some(u), Some(k)) = (get("user"), get("kernel")) {
-            ratios.push(json!({
-                "measurement": name,
-                "user_over_kernel_p50": f(u, "p50_ns") / f(k, "p50_ns"),
-                "user_over_kernel_p99": f(u, "p99_ns") / f(k, "p99_ns"),
-            }));
-        }
-    }
-    json!({
-        "environment": {
-            "kind": env.kind,
-            "host_kernel": env.kernel,
-            "qemu": env.qemu,
-            "build_machine": std::env::consts::ARCH,
-            "cntfrq_hz": first.get("cntfrq_hz"),
-            "vcpus": first.get("vcpus"),
-            "samples": o.samples,
-            "warmup": o.warmup,
-            "timebase": first.get("timebase"),
+        .filter(|r| r.irqchip == "user")
+        .flat_map(|r| &r.stages)
+        .find(|s| s.stage == "vmm_work_per_irq")
+        .map(|s| VmmWork {
+            per_timer_irq_p50_ns: s.summary.p50_ns,
+            share_of_user_vtimer_p50: find(&runs, "user", "vtimer")
+                .and_then(|m| ratio(s.summary.p50_ns, m.summary.p50_ns)),
+        });
+    Document {
+        schema_version: SCHEMA_VERSION,
+        tool: "xtask".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        timestamp: bench_json::rfc3339_utc(unix_secs),
+        environment: bench_json::Environment {
+            kind: env.kind.into(),
+            host_kernel: env.kernel.clone(),
+            qemu: env.qemu.clone(),
+            build_machine: std::env::consts::ARCH.into(),
+            samples: o.samples,
+            warmup: o.warmup,
+            vcpus: o.cpus as u64,
+            raw_samples: o.raw,
         },
-        "results": results,
-        "ratios": ratios,
-        "stages": stages,
-        "vmm": vmm,
-    })
+        runs,
+        ratios,
+        vmm_work,
+    }
 }
 
 /// "1 us", "10 us", "100 us", "1 ms" for 10^decade nanoseconds.
@@ -335,214 +389,328 @@ fn ns(x: f64) -> String {
     }
 }
 
-/// The human-readable tables for `doc`.
-pub fn tables(doc: &Value) -> String {
+/// Fewest samples for which the tables show p99.9: with fewer, the 99.9th
+/// percentile is the largest sample, which the max column already shows.
+pub const P999_MIN_SAMPLES: u64 = 1000;
+
+/// Lays out `rows` (the first is the header) in columns as wide as their
+/// widest cell, two spaces apart, each line after `indent`. `right[c]`
+/// right-aligns column `c` (numbers); the others are left-aligned.
+fn layout(rows: &[Vec<String>], right: &[bool], indent: &str) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
-    let env = &doc["environment"];
+    for row in rows {
+        let mut line = String::from(indent);
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if right.get(c).copied().unwrap_or(false) {
+                let _ = write!(line, "{cell:>w$}", w = widths[c]);
+            } else {
+                let _ = write!(line, "{cell:<w$}", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn cells<const N: usize>(texts: [&str; N]) -> Vec<String> {
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
+/// The human-readable tables for `doc`.
+pub fn tables(doc: &Document) -> String {
+    let mut out = String::new();
+    let env = &doc.environment;
     let _ = writeln!(
         out,
-        "\nInterrupt latency, {} ({} kernel{}), CNTFRQ {} Hz, {} vCPU, {} samples each",
-        env["kind"].as_str().unwrap_or("?"),
-        env["host_kernel"].as_str().unwrap_or("?"),
-        env["qemu"]
-            .as_str()
+        "\nInterrupt latency, {} ({} kernel{}), {} vCPU{}, {} samples per measurement",
+        env.kind,
+        env.host_kernel,
+        env.qemu
+            .as_deref()
             .map(|q| format!(", {q}"))
             .unwrap_or_default(),
-        env["cntfrq_hz"],
-        env["vcpus"],
-        env["samples"],
+        env.vcpus,
+        if env.vcpus == 1 { "" } else { "s" },
+        env.samples,
     );
-    let _ = writeln!(
-        out,
-        "(exits: exits to the VMM per sample; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)"
-    );
-    let _ = writeln!(
-        out,
-        "{:<7} {:<7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6} {:>5}",
+    let mut runs = vec![cells([
         "irqchip",
-        "measure",
-        "count",
-        "min",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "max",
-        "exits",
-        "outl.",
-        "neg."
+        "CNTFRQ Hz",
+        "vCPUs",
+        "guest anomalies",
+        "VMM memory",
+    ])];
+    for r in &doc.runs {
+        runs.push(vec![
+            r.irqchip.clone(),
+            r.cntfrq_hz.to_string(),
+            r.vcpus.to_string(),
+            r.guest_anomalies.to_string(),
+            r.vmm_rss_kib
+                .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        ]);
+    }
+    out.push_str(&layout(&runs, &[false, true, true, true, true], ""));
+    let _ = writeln!(
+        out,
+        "\n(p99.9 from {P999_MIN_SAMPLES} samples; exits: exits to the VMM per sample; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)"
     );
-    for m in doc["results"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "{:<7} {:<7} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6.2} {:>6} {:>5}",
-            m["irqchip"].as_str().unwrap_or("?"),
-            m["measurement"].as_str().unwrap_or("?"),
-            m["count"],
-            ns(f(m, "min_ns")),
-            ns(f(m, "p50_ns")),
-            ns(f(m, "p90_ns")),
-            ns(f(m, "p99_ns")),
-            ns(f(m, "p999_ns")),
-            ns(f(m, "max_ns")),
-            f(&m["exits_per_sample"], "total"),
-            m["outliers"],
-            m["negative"],
-        );
+    let mut rows = vec![cells([
+        "irqchip", "measure", "count", "min", "p50", "p90", "p99", "p99.9", "max", "exits",
+        "outl.", "neg.",
+    ])];
+    for r in &doc.runs {
+        for m in &r.results {
+            let s = &m.summary;
+            rows.push(vec![
+                r.irqchip.clone(),
+                m.measurement.clone(),
+                s.count.to_string(),
+                ns(s.min_ns),
+                ns(s.p50_ns),
+                ns(s.p90_ns),
+                ns(s.p99_ns),
+                if s.count >= P999_MIN_SAMPLES {
+                    ns(s.p999_ns)
+                } else {
+                    "-".into()
+                },
+                ns(s.max_ns),
+                format!("{:.2}", m.exits_per_sample.total),
+                s.outliers.to_string(),
+                s.negative.to_string(),
+            ]);
+        }
     }
-    let ratios = doc["ratios"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    if !ratios.is_empty() {
+    let mut right = vec![true; 12];
+    right[..2].copy_from_slice(&[false, false]);
+    out.push_str(&layout(&rows, &right, ""));
+    if !doc.ratios.is_empty() {
         let _ = writeln!(out, "\nuser / kernel:");
-        for r in ratios {
-            let _ = writeln!(
-                out,
-                "  {:<7} p50 x{:.2}   p99 x{:.2}",
-                r["measurement"].as_str().unwrap_or("?"),
-                f(r, "user_over_kernel_p50"),
-                f(r, "user_over_kernel_p99")
-            );
+        let x = |r: Option<f64>| r.map_or("-".into(), |r| format!("x{r:.2}"));
+        let mut rows = vec![cells(["measure", "p50", "p99"])];
+        for r in &doc.ratios {
+            rows.push(vec![
+                r.measurement.clone(),
+                x(r.user_over_kernel_p50),
+                x(r.user_over_kernel_p99),
+            ]);
         }
+        out.push_str(&layout(&rows, &[false, true, true], "  "));
     }
-    let stages = doc["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>();
-    if !stages.is_empty() {
+    for r in doc.runs.iter().filter(|r| !r.stages.is_empty()) {
         let _ = writeln!(
             out,
-            "\nvirtual-timer path through the userspace GIC, by stage:"
+            "\nvirtual-timer path through the {} irqchip, by stage:",
+            r.irqchip
         );
-        for s in stages {
-            let _ = writeln!(
-                out,
-                "  {:<24} p50 {:>10}  p99 {:>10}   {}",
-                s["stage"].as_str().unwrap_or("?"),
-                ns(f(s, "p50_ns")),
-                ns(f(s, "p99_ns")),
-                s["interval"].as_str().unwrap_or("")
-            );
+        let mut rows = vec![cells(["stage", "p50", "p99", "interval"])];
+        for s in &r.stages {
+            rows.push(vec![
+                s.stage.clone(),
+                ns(s.summary.p50_ns),
+                ns(s.summary.p99_ns),
+                s.interval.clone(),
+            ]);
         }
+        out.push_str(&layout(&rows, &[false, true, true, false], "  "));
     }
-    let vmm = &doc["vmm"];
-    if let Some(share) = vmm["work_share_of_user_vtimer_p50"].as_f64() {
+    if let Some(w) = &doc.vmm_work {
         let _ = writeln!(
             out,
-            "\nVMM work per timer interrupt: p50 {} = {:.1}% of the user path's p50",
-            ns(f(vmm, "work_per_timer_irq_p50_ns")),
-            share * 100.0
-        );
-    }
-    if let Some(rss) = vmm["user_rss_kib_apart_from_guest_ram"].as_u64() {
-        let _ = writeln!(
-            out,
-            "VMM resident memory apart from guest RAM: {:.1} MiB",
-            rss as f64 / 1024.0
+            "\nVMM work per timer interrupt: p50 {}{}",
+            ns(w.per_timer_irq_p50_ns),
+            w.share_of_user_vtimer_p50
+                .map(|s| format!(" = {:.1}% of the user path's p50", s * 100.0))
+                .unwrap_or_default()
         );
     }
     out
 }
 
+/// The histogram of `m` as edges and counts, if it has samples.
+fn histogram(m: &Measurement) -> Option<(&[f64], &[u64])> {
+    let h = &m.summary.histogram;
+    (h.edges_ns.len() == h.counts.len() + 1 && h.counts.iter().any(|&c| c > 0))
+        .then_some((h.edges_ns.as_slice(), h.counts.as_slice()))
+}
+
+/// The decades (powers of ten, in ns) the plot's time axis spans: every
+/// histogram of every run, so all panels share it.
+pub fn x_domain(doc: &Document) -> (i32, i32) {
+    let edges = doc
+        .runs
+        .iter()
+        .flat_map(|r| &r.results)
+        .filter_map(histogram)
+        .flat_map(|(edges, _)| [edges[0], edges[edges.len() - 1]]);
+    let (lo, hi) = edges.fold((f64::INFINITY, 0.0f64), |(lo, hi), e| {
+        (lo.min(e), hi.max(e))
+    });
+    if !lo.is_finite() {
+        return (2, 5);
+    }
+    let lo = lo.max(1.0).log10().floor() as i32;
+    let hi = (hi.max(1.0).log10().ceil() as i32).max(lo + 1);
+    (lo, hi)
+}
+
+/// A tick step for an axis from 0 to `max`: 1, 2 or 5 times a power of
+/// ten, giving at most `most` steps.
+fn tick_step(max: f64, most: u32) -> f64 {
+    let raw = max / f64::from(most);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
+/// One irqchip's histogram in a panel of the plot.
+struct Series<'a> {
+    chip: &'a str,
+    color: &'a str,
+    m: &'a Measurement,
+    edges: &'a [f64],
+    counts: &'a [u64],
+}
+
 /// An SVG with one panel per measurement, the latency distributions of
-/// every irqchip in it on a logarithmic time axis.
+/// every irqchip in it on one logarithmic time axis shared by all panels.
 ///
-/// Written by hand: three panels of step lines and a few labels need no
-/// plotting library, and the output stays small and diffable.
-pub fn plot_svg(doc: &Value) -> String {
+/// Written by hand: a few panels of step lines, ticks and labels need no
+/// plotting library, and the output stays small and diffable. Each panel is
+/// a `<g class="panel">` with its time axis's range in `data-x-domain-ns`;
+/// ticks, their labels and the axis titles carry classes of their own
+/// (`x-tick`, `x-tick-label`, `y-tick`, `y-tick-label`, `x-axis-title`,
+/// `y-axis-title`).
+pub fn plot_svg(doc: &Document) -> String {
     const W: f64 = 960.0;
     const PANEL_H: f64 = 220.0;
-    const LEFT: f64 = 70.0;
+    const GAP: f64 = 64.0;
+    const LEFT: f64 = 90.0;
     const RIGHT: f64 = 40.0;
     const TOP: f64 = 50.0;
     let colors = [("user", "#1f77b4"), ("kernel", "#ff7f0e")];
-    let results = doc["results"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = MEASUREMENTS
         .into_iter()
-        .filter(|name| results.iter().any(|m| m["measurement"] == *name))
+        .filter(|name| {
+            colors
+                .iter()
+                .any(|(c, _)| find(&doc.runs, c, name).is_some())
+        })
         .collect();
-    let h = TOP + names.len() as f64 * (PANEL_H + 40.0);
+    let (lo, hi) = x_domain(doc);
+    let px = |v: f64| {
+        LEFT + (v.max(1.0).log10() - f64::from(lo)) / f64::from(hi - lo) * (W - LEFT - RIGHT)
+    };
+    let h = TOP + names.len() as f64 * (PANEL_H + GAP);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency: userspace GIC vs in-kernel vGICv2 ({}, {} samples; log time axis)</text>\n",
-        doc["environment"]["kind"].as_str().unwrap_or("?"),
-        doc["environment"]["samples"]
+         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency: userspace GIC vs in-kernel vGICv2 ({}, {} samples)</text>\n",
+        doc.environment.kind, doc.environment.samples
     );
     for (row, name) in names.iter().enumerate() {
-        let y0 = TOP + row as f64 * (PANEL_H + 40.0);
-        let series: Vec<(&str, &str, Vec<f64>, Vec<f64>)> = colors
+        let y0 = TOP + row as f64 * (PANEL_H + GAP);
+        let (top, bottom) = (y0 + 24.0, y0 + PANEL_H);
+        let series: Vec<Series> = colors
             .iter()
-            .filter_map(|(chip, color)| {
-                let m = results
-                    .iter()
-                    .find(|m| m["irqchip"] == *chip && m["measurement"] == *name)?;
-                let edges: Vec<f64> = m["histogram"]["edges_ns"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(Value::as_f64)
-                    .collect();
-                let counts: Vec<f64> = m["histogram"]["counts"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(Value::as_f64)
-                    .collect();
-                (edges.len() == counts.len() + 1 && !counts.is_empty())
-                    .then_some((*chip, *color, edges, counts))
+            .filter_map(|&(chip, color)| {
+                let m = find(&doc.runs, chip, name)?;
+                let (edges, counts) = histogram(m)?;
+                Some(Series {
+                    chip,
+                    color,
+                    m,
+                    edges,
+                    counts,
+                })
             })
             .collect();
         let _ = writeln!(
             s,
-            "<text x=\"{LEFT}\" y=\"{}\" font-size=\"14\">{name}</text>",
+            "<g class=\"panel\" data-measurement=\"{name}\" data-x-domain-ns=\"{} {}\">\n\
+             <text x=\"{LEFT}\" y=\"{}\" font-size=\"14\">{name}</text>",
+            10f64.powi(lo),
+            10f64.powi(hi),
             y0 + 14.0
         );
-        if series.is_empty() {
-            continue;
-        }
-        let lo = series
-            .iter()
-            .map(|x| x.2[0])
-            .fold(f64::INFINITY, f64::min)
-            .max(1.0)
-            .log10()
-            .floor();
-        let hi = series
-            .iter()
-            .map(|x| x.2[x.2.len() - 1])
-            .fold(0.0, f64::max)
-            .log10()
-            .ceil()
-            .max(lo + 1.0);
+        // Share of a series' samples in its fullest bin, in percent.
         let peak = series
             .iter()
-            .map(|x| x.3.iter().cloned().fold(0.0, f64::max) / x.3.iter().sum::<f64>())
-            .fold(0.0, f64::max);
-        let px = |v: f64| LEFT + (v.log10() - lo) / (hi - lo) * (W - LEFT - RIGHT);
-        let (top, bottom) = (y0 + 24.0, y0 + PANEL_H);
-        let py = |frac: f64| bottom - frac / peak * (bottom - top);
+            .map(|x| {
+                let total = x.counts.iter().sum::<u64>() as f64;
+                x.counts.iter().copied().max().unwrap_or(0) as f64 / total * 100.0
+            })
+            .fold(0.0, f64::max)
+            .max(1.0);
+        let step = tick_step(peak, 5);
+        let y_max = (peak / step).ceil() * step;
+        let py = |percent: f64| bottom - percent / y_max * (bottom - top);
         let _ = writeln!(
             s,
-            "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>",
+            "<line x1=\"{LEFT}\" y1=\"{bottom}\" x2=\"{}\" y2=\"{bottom}\" stroke=\"black\"/>\
+             <line x1=\"{LEFT}\" y1=\"{top}\" x2=\"{LEFT}\" y2=\"{bottom}\" stroke=\"black\"/>",
             W - RIGHT
         );
-        for decade in lo as i32..=hi as i32 {
+        for decade in lo..=hi {
             let x = px(10f64.powi(decade));
             let _ = writeln!(
                 s,
                 "<line x1=\"{x:.1}\" y1=\"{top}\" x2=\"{x:.1}\" y2=\"{bottom}\" stroke=\"#ddd\"/>\
-                 <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                bottom + 14.0,
+                 <line class=\"x-tick\" x1=\"{x:.1}\" y1=\"{bottom}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"black\"/>\
+                 <text class=\"x-tick-label\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                bottom + 5.0,
+                bottom + 18.0,
                 decade_label(decade)
             );
         }
-        for (i, (chip, color, edges, counts)) in series.iter().enumerate() {
-            let total: f64 = counts.iter().sum();
+        let decimals = if step >= 1.0 {
+            0
+        } else {
+            (-step.log10().floor()) as usize
+        };
+        let ticks = (y_max / step).round() as u32;
+        for k in 0..=ticks {
+            let value = f64::from(k) * step;
+            let y = py(value);
+            let _ = writeln!(
+                s,
+                "<line class=\"y-tick\" x1=\"{}\" y1=\"{y:.1}\" x2=\"{LEFT}\" y2=\"{y:.1}\" stroke=\"black\"/>\
+                 <text class=\"y-tick-label\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{value:.decimals$}</text>",
+                LEFT - 5.0,
+                LEFT - 8.0,
+                y + 4.0
+            );
+        }
+        for (i, x) in series.iter().enumerate() {
+            let Series {
+                chip,
+                color,
+                m,
+                edges,
+                counts,
+            } = x;
+            let total = counts.iter().sum::<u64>() as f64;
             let mut d = format!("M{:.1},{:.1}", px(edges[0]), bottom);
             for (k, c) in counts.iter().enumerate() {
-                let y = py(c / total);
+                let y = py(*c as f64 / total * 100.0);
                 let _ = write!(
                     d,
                     " L{:.1},{y:.1} L{:.1},{y:.1}",
@@ -555,23 +723,22 @@ pub fn plot_svg(doc: &Value) -> String {
                 s,
                 "<path d=\"{d}\" fill=\"{color}\" fill-opacity=\"0.25\" stroke=\"{color}\"/>"
             );
-            let p50 = results
-                .iter()
-                .find(|m| m["irqchip"] == *chip && m["measurement"] == *name)
-                .map_or(f64::NAN, |m| f(m, "p50_ns"));
             let _ = writeln!(
                 s,
                 "<text x=\"{}\" y=\"{}\" fill=\"{color}\" text-anchor=\"end\">{chip}: p50 {}</text>",
                 W - RIGHT,
                 y0 + 14.0 + 14.0 * i as f64,
-                ns(p50)
+                ns(m.summary.p50_ns)
             );
         }
+        let mid = (top + bottom) / 2.0;
         let _ = writeln!(
             s,
-            "<text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\">share of samples</text>",
-            (top + bottom) / 2.0 + 40.0,
-            (top + bottom) / 2.0
+            "<text class=\"x-axis-title\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">latency, log scale (ns, us, ms)</text>\n\
+             <text class=\"y-axis-title\" x=\"24\" y=\"{mid}\" text-anchor=\"middle\" transform=\"rotate(-90 24 {mid})\">samples per bin (%)</text>\n\
+             </g>",
+            (LEFT + W - RIGHT) / 2.0,
+            bottom + 36.0,
         );
     }
     s.push_str("</svg>\n");
@@ -581,6 +748,13 @@ pub fn plot_svg(doc: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uirq_abi::bench::{Header, IpiSample, MmioSample, SgiSample, VtimerSample};
+    use uirq_abi::bench_json::{ExitsPerSample, Histogram, Stage, Summary};
+    use uirq_host::bench::{GuestResults, IrqTimeline, RunContext};
+
+    use crate::jobs::JobConsole;
+
+    const TAG: &str = "0123456789abcdef0123456789abcdef";
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
@@ -628,6 +802,8 @@ mod tests {
             parse_args(&["--irqchip", "kernel"]).unwrap().irqchips,
             ["kernel"]
         );
+        assert!(!o.raw, "summaries only by default");
+        assert!(parse_args(&["--raw"]).unwrap().raw);
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
         for bad in [
             &["--samples"][..],
@@ -637,58 +813,478 @@ mod tests {
             &["--cpus", "9"],
             &["--cpus", "0"],
             &["--irqchip", "x"],
+            &["--raw", "yes"],
             &["--nope"],
         ] {
             assert!(parse_args(bad).is_err(), "{bad:?}");
         }
     }
 
-    fn run_json(chip: &str, p50: f64) -> Value {
-        json!({
-            "irqchip": chip, "cntfrq_hz": 62500000, "vcpus": 1, "timebase": "t",
-            "vmm_rss_kib": 3000,
-            "results": [
-                {"measurement": "vtimer", "count": 10, "p50_ns": p50, "p99_ns": 2.0 * p50,
-                 "exits_per_sample": {"total": 3.0},
-                 "histogram": {"edges_ns": [100.0, 1000.0, 10000.0], "counts": [3, 7]}},
-                {"measurement": "sgi", "count": 10, "p50_ns": p50 / 2.0, "p99_ns": p50,
-                 "exits_per_sample": {"total": 3.0},
-                 "histogram": {"edges_ns": [100.0, 1000.0], "counts": [10]}}
-            ],
-            "stages": if chip == "user" { json!([{"stage": "vmm_work_per_irq", "p50_ns": p50 / 20.0, "p99_ns": 1.0}]) } else { json!([]) }
-        })
+    /// A firmware result buffer of `n` samples per measurement, two CPUs,
+    /// with `anomalies` flagged and a few samples ending before they begin.
+    fn guest_results(n: u64, anomalies: u64) -> GuestResults {
+        let k = |i: u64| 1_000 + 7 * i;
+        GuestResults {
+            header: Header {
+                magic: uirq_abi::bench::MAGIC,
+                version: uirq_abi::bench::VERSION,
+                cntfrq: 62_500_000,
+                samples: n,
+                warmup: 10,
+                anomalies,
+                ipi_samples: n,
+                cpus: 2,
+            },
+            vtimer: (0..n)
+                .map(|i| VtimerSample {
+                    deadline: k(i),
+                    entry: k(i) + 300 + i % 17,
+                    after_ack: k(i) + 400,
+                    after_eoi: k(i) + 500,
+                })
+                .collect(),
+            sgi: (0..n)
+                .map(|i| SgiSample {
+                    write: k(i),
+                    entry: if i % 1000 == 999 {
+                        k(i) - 3
+                    } else {
+                        k(i) + 200
+                    },
+                })
+                .collect(),
+            mmio: (0..n)
+                .map(|i| MmioSample {
+                    start: k(i),
+                    end: k(i) + 60 + i % 5,
+                })
+                .collect(),
+            ipi: (0..n)
+                .map(|i| IpiSample {
+                    write: k(i),
+                    entry: k(i) + 800 + i % 3,
+                })
+                .collect(),
+        }
     }
 
-    #[test]
-    fn runs_combine_into_the_documented_shape_with_ratios() {
-        let env = Environment {
+    /// The VMM's report of `results`, made by the VMM's own code.
+    fn vmm_report(results: &GuestResults, irqchip: &'static str) -> RunReport {
+        let exits = ExitsPerSample::from_counts(1, 1, 1, 0, results.header.samples);
+        let timeline = results
+            .vtimer
+            .iter()
+            .map(|s| IrqTimeline {
+                level_seen: s.deadline + 100,
+                irq_line: s.deadline + 150,
+                iar: s.entry + 10,
+                eoi: s.entry + 20,
+                vmm_ticks: 40,
+                irq_line_ticks: 9,
+                exits: 3,
+            })
+            .collect();
+        uirq_host::bench::run_report(
+            results,
+            RunContext {
+                irqchip,
+                vcpus: 2,
+                exits: [exits.clone(), exits.clone(), exits.clone(), exits],
+                timeline: if irqchip == "user" {
+                    timeline
+                } else {
+                    Vec::new()
+                },
+                timebase: "one counter".into(),
+                vmm_rss_kib: Some(3000),
+                unix_secs: 1_796_258_315,
+            },
+        )
+    }
+
+    /// What xtask collects of the VMM's console: `@@bench`, then with `raw`
+    /// the `@@samples` lines, as the VMM prints them.
+    fn job(results: &GuestResults, report: &RunReport, raw: bool) -> JobResult {
+        let mut console = JobConsole::default();
+        console.line("bench (user irqchip):", TAG, None);
+        let line = format!(
+            "{} {TAG} {}",
+            report::BENCH,
+            serde_json::to_string(report).unwrap()
+        );
+        console.line(&line, TAG, None);
+        if raw {
+            for c in uirq_host::bench::sample_chunks(results) {
+                let line = format!(
+                    "{} {TAG} {}",
+                    report::SAMPLES,
+                    serde_json::to_string(&c).unwrap()
+                );
+                assert!(line.len() < crate::process::MAX_LINE);
+                console.line(&line, TAG, None);
+            }
+        }
+        let (console, reports) = console.finish();
+        JobResult {
+            console,
+            exit_code: Some(0),
+            reports,
+            ..JobResult::default()
+        }
+    }
+
+    fn env() -> Environment {
+        Environment {
             kind: "nested",
             kernel: "6.12".into(),
             qemu: Some("QEMU 7.2".into()),
-        };
-        let doc = combine(
-            &env,
-            &Options::default(),
-            &[run_json("user", 4000.0), run_json("kernel", 1000.0)],
+        }
+    }
+
+    // The VMM's report, written by the VMM's code, through its console
+    // line, decodes in xtask to exactly what the VMM had; with raw samples,
+    // to that plus every sample, as the VMM's own ticks.
+    #[test]
+    fn the_vmm_report_round_trips_into_xtask() {
+        let results = guest_results(3000, 7);
+        let report = vmm_report(&results, "user");
+        let plain = read_run(&job(&results, &report, false), "user", false).unwrap();
+        assert_eq!(plain, report);
+        let raw = read_run(&job(&results, &report, true), "user", true).unwrap();
+        let ticks = uirq_host::bench::sample_ticks(&results);
+        assert_eq!(raw.results.len(), ticks.len());
+        for (m, (name, ticks)) in raw.results.iter().zip(ticks) {
+            assert_eq!(m.measurement, name);
+            let r = m.raw.as_ref().expect("raw samples attached");
+            assert_eq!(r.ticks, ticks);
+            assert_eq!(r.ns.len(), 3000);
+            assert_eq!(r.ns[0], r.ticks[0] as f64 * 16.0, "62.5 MHz: 16 ns a tick");
+        }
+        let mut without = raw.clone();
+        for m in &mut without.results {
+            m.raw = None;
+        }
+        assert_eq!(without, report, "nothing else changed");
+        assert!(
+            read_run(&job(&results, &report, false), "user", true).is_err(),
+            "raw samples asked for and missing"
         );
-        assert_eq!(doc["environment"]["kind"], "nested");
-        assert_eq!(doc["environment"]["cntfrq_hz"], 62500000);
-        let results = doc["results"].as_array().unwrap();
-        assert_eq!(results.len(), 4);
-        assert_eq!(results[0]["irqchip"], "user");
-        assert_eq!(results[0]["measurement"], "vtimer");
-        assert_eq!(results[2]["irqchip"], "kernel");
-        assert_eq!(doc["ratios"][0]["user_over_kernel_p50"], 4.0);
-        assert_eq!(doc["vmm"]["work_share_of_user_vtimer_p50"], 0.05);
-        let text = tables(&doc);
-        assert!(text.contains("p50 x4.00"), "{text}");
-        assert!(text.contains("5.0% of the user path's p50"), "{text}");
-        let svg = plot_svg(&doc);
+        assert!(read_run(&job(&results, &report, false), "kernel", false).is_err());
+    }
+
+    #[test]
+    fn reports_of_another_schema_version_are_refused() {
+        let results = guest_results(10, 0);
+        let mut report = vmm_report(&results, "user");
+        report.schema_version = SCHEMA_VERSION + 1;
+        let err = read_run(&job(&results, &report, false), "user", false).unwrap_err();
+        assert!(
+            err.contains("schema version 2, this xtask reads 1"),
+            "{err}"
+        );
+        let err = decode_report("{\"irqchip\":\"user\"}").unwrap_err();
+        assert!(err.contains("schema version none"), "{err}");
+    }
+
+    // What the guest and the VMM reported reaches the file: the anomaly
+    // count, every stage with its histogram, and the samples when asked.
+    #[test]
+    fn every_reported_field_reaches_the_json_document() {
+        let results = guest_results(1200, 7);
+        let user = read_run(
+            &job(&results, &vmm_report(&results, "user"), true),
+            "user",
+            true,
+        );
+        let kernel = read_run(
+            &job(&results, &vmm_report(&results, "kernel"), true),
+            "kernel",
+            true,
+        );
+        let o = Options {
+            raw: true,
+            ..Options::default()
+        };
+        let doc = combine(&env(), &o, vec![user.unwrap(), kernel.unwrap()], 0);
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["tool"], "xtask");
+        assert_eq!(v["tool_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["environment"]["raw_samples"], true);
+        let user = &v["runs"][0];
+        assert_eq!(user["guest_anomalies"], 7);
+        assert_eq!(user["tool"], "uirq-vmm");
+        assert_eq!(user["timestamp"], "2026-12-03T00:38:35Z");
+        let stages = user["stages"].as_array().unwrap();
+        assert_eq!(stages.len(), 6);
+        for s in stages {
+            let counts = s["histogram"]["counts"].as_array().unwrap();
+            assert!(!counts.is_empty(), "{s}");
+            assert_eq!(
+                s["histogram"]["edges_ns"].as_array().unwrap().len(),
+                counts.len() + 1
+            );
+        }
+        assert_eq!(v["runs"][1]["guest_anomalies"], 7);
+        let sgi = &user["results"][1];
+        assert_eq!(sgi["negative"], 1);
+        assert_eq!(sgi["raw"]["ticks"].as_array().unwrap().len(), 1200);
+        assert_eq!(sgi["raw"]["ticks"][999], -3);
+        assert_eq!(sgi["raw"]["ns"][999], -48.0);
+        // The whole document reads back as written.
+        assert_eq!(serde_json::from_str::<Document>(&text).unwrap(), doc);
+        // Without --raw, summaries only.
+        let plain = combine(
+            &env(),
+            &Options::default(),
+            vec![vmm_report(&results, "user")],
+            0,
+        );
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("\"raw\""), "{text}");
+        assert!(text.contains("\"guest_anomalies\":7"));
+    }
+
+    fn summary(count: u64, p50: f64, lo: f64, hi: f64) -> Summary {
+        Summary {
+            count,
+            negative: count / 500,
+            outliers: count / 100,
+            min_ns: p50 * 0.8,
+            p50_ns: p50,
+            p90_ns: p50 * 1.5,
+            p99_ns: p50 * 3.0,
+            p999_ns: p50 * 9.0,
+            max_ns: p50 * 40.0,
+            mean_ns: p50 * 1.1,
+            histogram: Histogram {
+                edges_ns: vec![lo, (lo * hi).sqrt(), hi],
+                counts: vec![count / 4, count - count / 4],
+            },
+        }
+    }
+
+    /// A run of `chip` with its vtimer p50 at `p50` ns and `count` samples,
+    /// sgi at a tenth of both, and mmio in a much lower range.
+    fn synthetic(chip: &str, p50: f64, count: u64) -> RunReport {
+        let m = |name: &str, summary: Summary, exits: f64| Measurement {
+            measurement: name.into(),
+            interval: format!("{name} interval"),
+            summary,
+            exits_per_sample: ExitsPerSample {
+                total: exits,
+                ..ExitsPerSample::default()
+            },
+            raw: None,
+        };
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            tool: "uirq-vmm".into(),
+            tool_version: "0.1.0".into(),
+            timestamp: "2026-12-03T00:38:35Z".into(),
+            irqchip: chip.into(),
+            cntfrq_hz: 62_500_000,
+            samples: count,
+            warmup: 100,
+            guest_anomalies: 0,
+            timebase: "t".into(),
+            vcpus: 2,
+            results: vec![
+                m("vtimer", summary(count, p50, 1e3, 1e6), 3.0),
+                m("sgi", summary(count / 10, p50 / 10.0, 1e3, 1e5), 3.0),
+                m("mmio", summary(count, 250.0, 100.0, 2000.0), 1.0),
+            ],
+            stages: if chip == "user" {
+                vec![Stage {
+                    stage: "vmm_work_per_irq".into(),
+                    interval: "time outside KVM_RUN".into(),
+                    summary: summary(count, p50 / 20.0, 100.0, 1e4),
+                }]
+            } else {
+                Vec::new()
+            },
+            vmm_rss_kib: (chip == "user").then_some(3072),
+        }
+    }
+
+    fn synthetic_doc() -> Document {
+        combine(
+            &env(),
+            &Options::default(),
+            vec![
+                synthetic("user", 1_234_567.0, 10_000),
+                synthetic("kernel", 4_000.0, 1000),
+            ],
+            0,
+        )
+    }
+
+    #[test]
+    fn runs_combine_with_ratios_and_the_vmm_work() {
+        let doc = synthetic_doc();
+        assert_eq!(doc.ratios.len(), 3);
+        let r = &doc.ratios[0];
+        assert_eq!(r.measurement, "vtimer");
+        assert!((r.user_over_kernel_p50.unwrap() - 308.641_75).abs() < 1e-3);
+        let w = doc.vmm_work.as_ref().unwrap();
+        assert!((w.share_of_user_vtimer_p50.unwrap() - 0.05).abs() < 1e-12);
+        let mut zero = synthetic("kernel", 0.0, 10);
+        zero.results.truncate(1);
+        let doc = combine(
+            &env(),
+            &Options::default(),
+            vec![synthetic("user", 1.0, 10), zero],
+            0,
+        );
+        assert_eq!(doc.ratios[0].user_over_kernel_p50, None, "no ratio to 0");
+        assert!(serde_json::to_string(&doc).is_ok());
+    }
+
+    // The tables line up whatever the numbers' lengths (987.7 us next to
+    // 200 ns, 10000 samples next to 100): each column is as wide as its
+    // widest cell. p99.9 shows from 1000 samples (the kernel's vtimer and
+    // mmio, the user's sgi) and not below (the kernel's sgi, 100 samples).
+    #[test]
+    fn tables_line_up_and_show_p999_only_from_1000_samples() {
+        let text = tables(&synthetic_doc());
+        let expected = "
+Interrupt latency, nested (6.12 kernel, QEMU 7.2), 2 vCPUs, 10000 samples per measurement
+irqchip  CNTFRQ Hz  vCPUs  guest anomalies  VMM memory
+user      62500000      2                0     3.0 MiB
+kernel    62500000      2                0           -
+
+(p99.9 from 1000 samples; exits: exits to the VMM per sample; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)
+irqchip  measure  count       min       p50       p90       p99     p99.9       max  exits  outl.  neg.
+user     vtimer   10000  987.7 us   1.23 ms   1.85 ms   3.70 ms  11.11 ms  49.38 ms   3.00    100    20
+user     sgi       1000   98.8 us  123.5 us  185.2 us  370.4 us   1.11 ms   4.94 ms   3.00     10     2
+user     mmio     10000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00    100    20
+kernel   vtimer    1000    3.2 us    4.0 us    6.0 us   12.0 us   36.0 us  160.0 us   3.00     10     2
+kernel   sgi        100    320 ns    400 ns    600 ns    1.2 us         -   16.0 us   3.00      1     0
+kernel   mmio      1000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00     10     2
+
+user / kernel:
+  measure      p50      p99
+  vtimer   x308.64  x308.64
+  sgi      x308.64  x308.64
+  mmio       x1.00    x1.00
+
+virtual-timer path through the user irqchip, by stage:
+  stage                 p50       p99  interval
+  vmm_work_per_irq  61.7 us  185.2 us  time outside KVM_RUN
+
+VMM work per timer interrupt: p50 61.7 us = 5.0% of the user path's p50
+";
+        assert_eq!(text, expected, "got:\n{text}");
+    }
+
+    #[test]
+    fn p999_shows_from_exactly_1000_samples() {
+        let cell = |count: u64| {
+            let mut doc = synthetic_doc();
+            doc.runs.truncate(1);
+            doc.runs[0].results.truncate(1);
+            doc.runs[0].results[0].summary.count = count;
+            let text = tables(&doc);
+            let row = text
+                .lines()
+                .find(|l| l.starts_with("user ") && l.contains("vtimer"))
+                .unwrap()
+                .to_string();
+            row.split_whitespace().nth(11).unwrap().to_string()
+        };
+        assert_eq!(cell(999), "-");
+        assert_eq!(cell(1000), "11.11");
+        assert_eq!(cell(1001), "11.11");
+    }
+
+    /// The `(class, attribute)` values of the elements of `class` in `svg`.
+    fn attribute_of(svg: &str, class: &str, attribute: &str) -> Vec<String> {
+        let needle = format!("class=\"{class}\"");
+        svg.match_indices(&needle)
+            .map(|(at, _)| {
+                let rest = &svg[at..];
+                let tag_end = rest.find('>').unwrap();
+                let key = format!(" {attribute}=\"");
+                let from = rest[..tag_end].find(&key).unwrap() + key.len();
+                let len = rest[from..].find('"').unwrap();
+                rest[from..from + len].to_string()
+            })
+            .collect()
+    }
+
+    /// The text of each element of `class`.
+    fn texts_of(svg: &str, class: &str) -> Vec<String> {
+        let needle = format!("class=\"{class}\"");
+        svg.match_indices(&needle)
+            .map(|(at, _)| {
+                let rest = &svg[at..];
+                let from = rest.find('>').unwrap() + 1;
+                let len = rest[from..].find('<').unwrap();
+                rest[from..from + len].to_string()
+            })
+            .collect()
+    }
+
+    // Every panel has both axis titles, with units, tick marks with labels
+    // on both axes, and one time range: the same ticks at the same places,
+    // though vtimer, sgi and mmio span different decades.
+    #[test]
+    fn the_plot_has_titled_ticked_axes_and_one_time_range() {
+        let svg = plot_svg(&synthetic_doc());
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let panels: Vec<&str> = svg.split("<g class=\"panel\"").skip(1).collect();
+        assert_eq!(panels.len(), 3);
         assert_eq!(
             svg.matches("<path").count(),
-            4,
-            "two irqchips x two measurements"
+            6,
+            "two irqchips x three measurements"
         );
+        let domains = attribute_of(&svg, "panel", "data-x-domain-ns");
+        assert_eq!(
+            domains, ["100 1000000"; 3],
+            "mmio from 100 ns, vtimer to 1 ms"
+        );
+        let mut first_ticks = None;
+        for panel in &panels {
+            let panel = &panel[..panel.find("</g>").unwrap()];
+            assert_eq!(
+                texts_of(panel, "x-axis-title"),
+                ["latency, log scale (ns, us, ms)"]
+            );
+            assert_eq!(texts_of(panel, "y-axis-title"), ["samples per bin (%)"]);
+            let x_labels = texts_of(panel, "x-tick-label");
+            assert_eq!(x_labels, ["100 ns", "1 us", "10 us", "100 us", "1 ms"]);
+            let x_at = attribute_of(panel, "x-tick-label", "x");
+            assert_eq!(
+                attribute_of(panel, "x-tick", "x1"),
+                x_at,
+                "a mark under each label"
+            );
+            match &first_ticks {
+                None => first_ticks = Some(x_at),
+                Some(first) => assert_eq!(&x_at, first, "same ticks, same places"),
+            }
+            let y_labels = texts_of(panel, "y-tick-label");
+            assert!(y_labels.len() >= 3, "{y_labels:?}");
+            assert_eq!(y_labels[0], "0");
+            let y: Vec<f64> = y_labels.iter().map(|l| l.parse().unwrap()).collect();
+            assert!(y.windows(2).all(|w| w[0] < w[1]), "{y:?}");
+            assert!(
+                *y.last().unwrap() >= 75.0,
+                "the fullest bin holds 75%: {y:?}"
+            );
+            assert_eq!(attribute_of(panel, "y-tick", "y1").len(), y_labels.len());
+        }
+    }
+
+    #[test]
+    fn tick_steps_are_one_two_or_five_times_a_power_of_ten() {
+        assert_eq!(tick_step(75.0, 5), 20.0);
+        assert_eq!(tick_step(100.0, 5), 20.0);
+        assert_eq!(tick_step(9.0, 5), 2.0);
+        assert_eq!(tick_step(1.0, 5), 0.2);
+        assert_eq!(tick_step(3.0, 5), 1.0);
     }
 }

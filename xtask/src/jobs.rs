@@ -33,8 +33,8 @@
 //!
 //! **What a job gives back.** Its console ([`JobResult::console`], the
 //! guest's and the VMM's text, bounded by [`BoundedText`]), its exit code,
-//! and the VMM's reports ([`JobResult::report`]): the `@@bench` and
-//! `@@exits` lines, believed only with the batch's tag
+//! and the VMM's reports ([`JobResult::report`]): the `@@bench`,
+//! `@@samples` and `@@exits` lines, believed only with the batch's tag
 //! (`uirq_abi::report`). Every VMM of a batch gets the tag in
 //! `UIRQ_REPORT_TAG`: from the L1 init when nested, from [`new_tag`] when
 //! native. A report line without it is the guest's text like any other,
@@ -302,9 +302,16 @@ impl JobResult {
     /// (`uirq_abi::report::BENCH`, `EXITS`), if it printed one with the
     /// batch's tag. Only the VMM can have printed it.
     pub fn report(&self, keyword: &str) -> Option<&str> {
+        self.reports_of(keyword).next()
+    }
+
+    /// The texts of every report with `keyword`, in the order printed
+    /// (`uirq_abi::report::SAMPLES`, of which a run prints several).
+    pub fn reports_of<'a>(&'a self, keyword: &str) -> impl Iterator<Item = &'a str> + 'a {
+        let keyword = report::VMM_REPORTS.into_iter().find(|k| *k == keyword);
         self.reports
             .iter()
-            .find(|r| r.keyword == keyword)
+            .filter(move |r| Some(r.keyword) == keyword)
             .map(|r| r.text.as_str())
     }
 }
@@ -312,31 +319,32 @@ impl JobResult {
 /// A report line of the VMM, with its tag checked and taken off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// `uirq_abi::report::BENCH` or `EXITS`.
+    /// `uirq_abi::report::BENCH`, `SAMPLES` or `EXITS`.
     pub keyword: &'static str,
     /// What followed the tag (a JSON document).
     pub text: String,
 }
 
-/// The most reports kept per job: the VMM prints one of each kind.
-const MAX_REPORTS: usize = 8;
+/// The most reports kept per job: the VMM prints one `@@bench` and one
+/// `@@exits` at most, and with `--raw-samples` up to
+/// `uirq_abi::bench_json::MAX_CHUNKS` `@@samples` (each line at most
+/// `crate::process::MAX_LINE`, so a job's reports stay within 2.2 MiB).
+pub const MAX_REPORTS: usize = 2 + uirq_abi::bench_json::MAX_CHUNKS;
 
 /// Splits a VMM report carrying `tag` off a console line: the text before
 /// it (guest output the line began with), and the report.
 pub fn take_report<'a>(line: &'a str, tag: &str) -> Option<(&'a str, Report)> {
-    [report::BENCH, report::EXITS]
-        .into_iter()
-        .find_map(|keyword| {
-            report::find(line, keyword, tag).map(|(before, text)| {
-                (
-                    before,
-                    Report {
-                        keyword,
-                        text: text.to_string(),
-                    },
-                )
-            })
+    report::VMM_REPORTS.into_iter().find_map(|keyword| {
+        report::find(line, keyword, tag).map(|(before, text)| {
+            (
+                before,
+                Report {
+                    keyword,
+                    text: text.to_string(),
+                },
+            )
         })
+    })
 }
 
 /// One job's console as it arrives: its text, bounded, and its tagged
@@ -734,6 +742,31 @@ mod tests {
         );
         let tag = new_tag().unwrap();
         assert!(report::valid_tag(&tag) && tag != new_tag().unwrap());
+    }
+
+    // A run with raw samples prints many `@@samples` reports: all are kept,
+    // in order, up to the bound, and none is mistaken for another kind.
+    #[test]
+    fn every_samples_report_is_kept_in_order_up_to_the_bound() {
+        let mut console = JobConsole::default();
+        console.line(&format!("@@bench {TAG} {{}}"), TAG, None);
+        for i in 0..MAX_REPORTS + 3 {
+            console.line(&format!("@@samples {TAG} {{\"first\":{i}}}"), TAG, None);
+        }
+        let (text, reports) = console.finish();
+        assert!(text.is_empty(), "{text}");
+        assert_eq!(reports.len(), MAX_REPORTS);
+        let result = JobResult {
+            reports,
+            ..JobResult::default()
+        };
+        assert_eq!(result.report(report::BENCH), Some("{}"));
+        let samples: Vec<&str> = result.reports_of(report::SAMPLES).collect();
+        assert_eq!(samples.len(), MAX_REPORTS - 1);
+        assert_eq!(samples[0], "{\"first\":0}");
+        assert_eq!(samples[1], "{\"first\":1}");
+        assert_eq!(result.reports_of(report::EXITS).count(), 0);
+        assert_eq!(result.reports_of("@@other").count(), 0);
     }
 
     #[test]

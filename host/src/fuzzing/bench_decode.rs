@@ -40,9 +40,13 @@
 //!   exactly the header's count (never more than `MAX_SAMPLES`), with no
 //!   spare capacity, and lies within the buffer;
 //! - the statistics built from it (`measurements`, `stages`, the JSON
-//!   `Report`) never panic, are finite, ordered (min <= p50 <= p90 <= p99
-//!   <= p99.9 <= max, the mean in between), count every sample once, and
-//!   their histograms stay small (at most a few hundred bins).
+//!   `RunReport`) never panic, are finite, ordered (min <= p50 <= p90 <=
+//!   p99 <= p99.9 <= max, the mean in between), count every sample once,
+//!   and their histograms stay small (at most a few hundred bins); the
+//!   report reads back from its JSON equal to what was written;
+//! - the raw samples (`--raw-samples`) are one per recorded sample, negative
+//!   exactly where the summary counts a negative one, and their chunks
+//!   each fit a console line and join back into them.
 
 use uirq_abi::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, HOST_MAGIC, IPI_OFFSET, MAGIC,
@@ -50,7 +54,9 @@ use uirq_abi::bench::{
 };
 
 use super::Bytes;
-use crate::bench::{self, GuestResults, IrqTimeline, Report, ResultsError, Summary};
+use uirq_abi::bench_json;
+
+use crate::bench::{self, GuestResults, IrqTimeline, ResultsError, RunContext, RunReport, Summary};
 
 /// Values a header word can take with tag 3.
 pub const BOUNDARIES: [u64; 16] = [
@@ -76,6 +82,10 @@ pub const BOUNDARIES: [u64; 16] = [
 /// buffer is the input): the fuzz target checks that no single allocation
 /// of a run is larger than this or the input.
 pub const MAX_BUFFER: usize = RESULTS_SIZE as usize + 255;
+
+/// The longest line a `@@samples` report may be: a harness line is at most
+/// 64 KiB (xtask's `process::MAX_LINE`), and the keyword and tag need room.
+pub const MAX_CHUNK_LINE: usize = 60 << 10;
 
 /// Size of the header in bytes.
 const HEADER_BYTES: usize = 64;
@@ -233,7 +243,10 @@ pub fn check(buf: &[u8]) {
 fn check_statistics(r: &GuestResults) {
     let f = r.header.cntfrq;
     let exits = bench::ExitsPerSample::from_counts(1, 2, 3, 4, r.header.samples);
-    let results = bench::measurements(r, [exits.clone(), exits.clone(), exits.clone(), exits]);
+    let results = bench::measurements(
+        r,
+        [exits.clone(), exits.clone(), exits.clone(), exits.clone()],
+    );
     assert_eq!(results.len(), if r.ipi.is_empty() { 3 } else { 4 });
     for m in &results {
         check_summary(&m.summary, r.header.samples as usize);
@@ -255,28 +268,49 @@ fn check_statistics(r: &GuestResults) {
     for s in &stages {
         check_summary(&s.summary, r.vtimer.len());
     }
-    let report = Report {
-        irqchip: "user",
-        cntfrq_hz: f,
-        samples: r.header.samples,
-        warmup: r.header.warmup,
-        guest_anomalies: r.header.anomalies,
-        timebase: String::new(),
-        vcpus: r.header.cpus as usize,
-        results,
-        stages,
-        vmm_rss_kib: None,
-    };
+    let report = bench::run_report(
+        r,
+        RunContext {
+            irqchip: "user",
+            vcpus: r.header.cpus,
+            exits: [exits.clone(), exits.clone(), exits.clone(), exits],
+            timeline,
+            timebase: String::new(),
+            vmm_rss_kib: None,
+            unix_secs: r.header.warmup,
+        },
+    );
+    assert_eq!(report.results, results);
+    assert_eq!(report.stages, stages);
+    assert_eq!(report.guest_anomalies, r.header.anomalies);
     let json = serde_json::to_string(&report).expect("a report serialises");
     // serde_json writes a non-finite float as null: only vmm_rss_kib is.
     assert_eq!(json.matches("null").count(), 1, "{json}");
+    let back: RunReport = serde_json::from_str(&json).expect("a report reads back");
+    assert_eq!(back, report);
+
+    // Every sample, in chunks that each fit a console line, joins back.
+    let chunks = bench::sample_chunks(r);
+    assert!(chunks.len() <= bench_json::MAX_CHUNKS);
+    for (m, (name, ticks)) in report.results.iter().zip(bench::sample_ticks(r)) {
+        assert_eq!(m.measurement, name);
+        assert_eq!(ticks.len() as u64, m.summary.count + m.summary.negative);
+        let negative = ticks.iter().filter(|&&t| t < 0).count() as u64;
+        assert_eq!(negative, m.summary.negative);
+        let joined = bench_json::join(name, &chunks, ticks.len() as u64);
+        assert_eq!(joined.as_ref(), Ok(&ticks));
+    }
+    for c in &chunks {
+        let line = serde_json::to_string(c).expect("a chunk serialises");
+        assert!(line.len() < crate::fuzzing::bench_decode::MAX_CHUNK_LINE);
+    }
 }
 
 fn check_summary(s: &Summary, samples: usize) {
-    assert_eq!(s.count + s.negative, samples);
+    assert_eq!(s.count + s.negative, samples as u64);
     assert!(s.outliers <= s.count);
     let h = &s.histogram;
-    assert_eq!(h.counts.iter().sum::<u64>(), s.count as u64);
+    assert_eq!(h.counts.iter().sum::<u64>(), s.count);
     if s.count == 0 {
         assert!(h.edges_ns.is_empty() && h.counts.is_empty());
         return;
