@@ -4,11 +4,9 @@
 //! Only aligned 32-bit accesses are supported (IHI 0048B 4.1.4). The frame
 //! is 8 KiB: GICC_DIR sits alone at 0x1000 in the second page.
 
-use crate::regs::{gicc, IntId, IntKind, SPURIOUS};
-
 use crate::access::{self, Width};
 use crate::priority::{self, ActivePriorities, APR_REGS, MIN_ABPR, MIN_BPR};
-use crate::regs::GICC_FRAME_SIZE as FRAME_SIZE;
+use crate::regs::{gicc, IntId, IntKind, GICC_FRAME_SIZE as FRAME_SIZE, SPURIOUS};
 use crate::{Candidate, Event, Frame, Gicv2};
 
 /// The frame, as [`Event::Ignored`] names it.

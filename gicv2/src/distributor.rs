@@ -7,10 +7,8 @@
 //! offset with no register behind it. Word 0 of each banked register (ids
 //! 0-31) shows the accessing CPU's own SGIs and PPIs.
 
-use crate::regs::{gicd, IntId, IntKind, SGI_COUNT};
-
 use crate::access::{self, Width};
-use crate::regs::GICD_FRAME_SIZE as FRAME_SIZE;
+use crate::regs::{gicd, IntId, IntKind, GICD_FRAME_SIZE as FRAME_SIZE, SGI_COUNT};
 use crate::state::IrqState;
 use crate::{Frame, Gicv2, GICD_CTLR_ENABLE_GRP0, GICD_CTLR_ENABLE_GRP1};
 
