@@ -25,13 +25,13 @@
 /// Base of the GICv2 distributor (GICD).
 pub const GICD_BASE: u64 = 0x0800_0000;
 /// Size of the distributor frame: one 4 KiB page (IHI 0048B, 4.1.2).
-pub const GICD_SIZE: u64 = 0x1000;
+pub const GICD_SIZE: u64 = uirq_gicv2::regs::GICD_FRAME_SIZE;
 
 /// Base of the GICv2 CPU interface (GICC).
 pub const GICC_BASE: u64 = 0x0801_0000;
 /// Size of the CPU interface frame: 8 KiB, so GICC_DIR at 0x1000 is inside
 /// it (IHI 0048B, 4.1.3).
-pub const GICC_SIZE: u64 = 0x2000;
+pub const GICC_SIZE: u64 = uirq_gicv2::regs::GICC_FRAME_SIZE;
 
 /// Base of the PL011 UART.
 pub const UART_BASE: u64 = 0x0900_0000;

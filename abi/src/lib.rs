@@ -5,8 +5,9 @@
 //! argument, an exit status) has exactly one definition:
 //!
 //! - [`layout`]: the guest physical memory map (QEMU `virt` compatible).
-//! - [`gicv2`]: the GICv2 register offsets, the interrupt-id ranges and the
-//!   ids the generic timer is wired to.
+//! - [`gicv2`]: the GICv2 register offsets and interrupt-id ranges (the
+//!   `uirq-gicv2` crate's register map, re-exported) and the ids the
+//!   generic timer is wired to.
 //! - [`boot`]: how the VMM tells the firmware which program to run.
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.

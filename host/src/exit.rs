@@ -536,8 +536,9 @@ mod tests {
     use uirq_abi::gicv2::{gicc, gicd};
     use uirq_abi::layout::{GICC_BASE, GICD_BASE};
 
+    use uirq_gicv2::{GicConfig, Gicv2};
+
     use super::*;
-    use crate::devices::gicv2::{GicConfig, Gicv2};
     use crate::irqchip::{CpuInterfaceFrame, DistributorFrame, LineChange};
     use crate::probe::NoProbe;
 

@@ -37,9 +37,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use uirq_abi::gicv2::IntId;
+use uirq_gicv2::Gicv2;
 
 use crate::bus::{self, MmioDevice};
-use crate::devices::gicv2::Gicv2;
 use crate::devices::irq_line::IrqLine;
 use crate::probe::Line;
 
@@ -277,9 +277,10 @@ impl IrqLine for GicSpi {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::devices::gicv2::GicConfig;
     use uirq_abi::gicv2::{gicc, gicd};
+    use uirq_gicv2::GicConfig;
+
+    use super::*;
 
     const SGI_1: u32 = 1;
 

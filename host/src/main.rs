@@ -200,7 +200,7 @@ fn parse_irqchip(s: &str) -> Result<IrqchipArg, String> {
 }
 
 fn parse_cpus(s: &str) -> Result<usize, String> {
-    const MAX: usize = uirq_host::devices::gicv2::MAX_CPUS;
+    const MAX: usize = uirq_gicv2::MAX_CPUS;
     match s.parse::<usize>() {
         Ok(n) if (1..=MAX).contains(&n) => Ok(n),
         Ok(_) => Err(format!(

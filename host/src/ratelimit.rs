@@ -140,7 +140,19 @@ pub fn now_ms() -> u64 {
 macro_rules! limited {
     ($level:ident, $($args:tt)+) => {{
         static LIMIT: $crate::ratelimit::RateLimit = $crate::ratelimit::RateLimit::new();
-        match LIMIT.check() {
+        $crate::limited_by!(&LIMIT, $level, $($args)+)
+    }};
+}
+
+/// [`limited!`](crate::limited) with the cause's [`RateLimit`] given
+/// instead of put at the call site: for one call site that logs several
+/// causes, each with a limiter of its own (`devices::gic_log` keeps one per
+/// reason the GIC model gives).
+#[macro_export]
+macro_rules! limited_by {
+    ($limit:expr, $level:ident, $($args:tt)+) => {{
+        let limit: &$crate::ratelimit::RateLimit = $limit;
+        match limit.check() {
             $crate::ratelimit::Verdict::Log => $crate::ratelimit::tracing::$level!($($args)+),
             $crate::ratelimit::Verdict::LastInFull => {
                 $crate::ratelimit::tracing::$level!(further = "counted, one line a second", $($args)+)

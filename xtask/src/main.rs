@@ -435,6 +435,7 @@ fn test() -> Result<ExitCode> {
         guest_cargo(&["test", "--lib"]),
         &mut tally,
     )?;
+    gicv2_crate_steps()?;
 
     let artifacts = build::all()?;
     let mut e2e = cargo(&["test", "--package", "uirq-tests"]);
@@ -523,6 +524,39 @@ fn test_step(what: &str, mut cmd: std::process::Command, tally: &mut Tally) -> R
             process::TEST_LIMIT.as_secs() / 60
         )),
     }
+}
+
+/// The line `uirq-gicv2`'s `embed` example ends with when the interrupt
+/// it raises has been taken and ended.
+const GICV2_EMBED_LINE: &str = "irq_line(0) = false: interrupt 27 taken and ended";
+
+/// The `uirq-gicv2` crate as its users get it (its tests ran with the
+/// workspace's): its example runs on the build machine and prints its last
+/// line, and `cargo package` accepts it (`--allow-dirty`: the tree may have
+/// uncommitted changes while it is worked on).
+fn gicv2_crate_steps() -> Result<()> {
+    let what = "uirq-gicv2: the embed example runs";
+    progress(format!("== {what}"));
+    let mut cmd = project::cargo();
+    cmd.args(["run", "--quiet", "-p", "uirq-gicv2", "--example", "embed"]);
+    let mut saw_end = false;
+    let ended = process::run_bounded_stdout(&mut cmd, process::CARGO_LIMIT, |line| {
+        println!("{line}");
+        saw_end |= line == GICV2_EMBED_LINE;
+    })
+    .map_err(|e| format!("{what}: {e}"))?;
+    match ended {
+        process::Ended::Exited(status) if status.success() && saw_end => {}
+        process::Ended::Exited(status) => {
+            return Err(format!(
+                "{what}: {cmd:?} exited ({status}) without printing `{GICV2_EMBED_LINE}`"
+            ))
+        }
+        process::Ended::Killed => return Err(format!("{what}: {cmd:?} was stopped")),
+    }
+    let mut cmd = project::cargo();
+    cmd.args(["package", "-p", "uirq-gicv2", "--allow-dirty"]);
+    step("uirq-gicv2: cargo package", cmd)
 }
 
 /// One cargo step of `test`, bounded by [`process::CARGO_LIMIT`].

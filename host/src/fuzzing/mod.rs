@@ -2,7 +2,8 @@
 //! of the whole MMIO bus ([`vm_mmio`]) or of the benchmark's result-buffer
 //! decoder ([`bench_decode`]) out.
 //!
-//! Organised as `devices::gicv2::fuzzing` is: each module decodes the
+//! Organised as the GIC model's own fuzzing module (`uirq_gicv2::fuzzing`)
+//! is: each module decodes the
 //! fuzzer's bytes into a scenario, runs it and panics on the first broken
 //! invariant. Two callers share that code: the cargo-fuzz targets of the
 //! same names (`fuzz/fuzz_targets/`), and the unit tests in `tests.rs`,

@@ -88,11 +88,11 @@ use uirq_abi::gicv2::{gicc, gicd, IntId, PTIMER, VTIMER};
 use uirq_abi::layout::{
     GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, UART_BASE, UART_SIZE, UART_SPI,
 };
+use uirq_gicv2::fuzzing::{bit, dr};
+use uirq_gicv2::{GicConfig, Gicv2};
 
 use super::Bytes;
 use crate::bus::{self, Bus, MmioDevice};
-use crate::devices::gicv2::fuzzing::{bit, dr};
-use crate::devices::gicv2::{GicConfig, Gicv2};
 use crate::devices::irq_line::IrqLine;
 use crate::devices::marker::Marker;
 use crate::devices::pl011::{Pl011, RX_FIFO_DEPTH};

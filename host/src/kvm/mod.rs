@@ -78,7 +78,7 @@ pub enum KvmError {
     Bus(#[from] crate::bus::BusError),
     /// The GIC model rejected its configuration.
     #[error(transparent)]
-    Gic(#[from] crate::devices::gicv2::ConfigError),
+    Gic(#[from] uirq_gicv2::ConfigError),
     /// The vCPU thread could not be started or died.
     #[error("vCPU thread: {0}")]
     Thread(String),

@@ -19,11 +19,12 @@ use uirq_abi::gicv2::IntId;
 use uirq_abi::layout::{
     GICC_BASE, GICC_SIZE, GICD_BASE, GICD_SIZE, RAM_BASE, UART_BASE, UART_SIZE, UART_SPI,
 };
+use uirq_gicv2::{GicConfig, Gicv2};
 
 use super::regs::{set_core_reg, spi_irq_field, CoreReg, KVM_REG_ARM_TIMER_CNT};
 use super::{ioctl, KvmError};
 use crate::bus::Bus;
-use crate::devices::gicv2::{GicConfig, Gicv2};
+use crate::devices::gic_log::GicLog;
 use crate::devices::irq_line::IrqLine;
 use crate::devices::marker::Marker;
 use crate::devices::pl011::Pl011;
@@ -232,10 +233,14 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
     let uart_spi = IntId::spi(UART_SPI).expect("the UART's SPI is a valid SPI number");
     let (gic, vgic, uart_irq): (_, _, Box<dyn IrqLine>) = match config.irqchip {
         Irqchip::User => {
-            let gic = Arc::new(UserGic::new(Gicv2::new(GicConfig {
+            let mut model = Gicv2::new(GicConfig {
                 num_cpus: config.cpus,
                 num_spis: NUM_SPIS,
-            })?));
+            })?;
+            // The model logs nothing itself: the guest's misuse of the GIC
+            // becomes warnings here, a few per cause.
+            model.set_observer(Some(Box::new(GicLog::new())));
+            let gic = Arc::new(UserGic::new(model));
             let dist = Arc::new(Mutex::new(DistributorFrame(gic.clone())));
             let cpu = Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone())));
             bus.insert("gicd", GICD_BASE, GICD_SIZE, dist)?;

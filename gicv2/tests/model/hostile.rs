@@ -1,7 +1,7 @@
 //! The guest is hostile input: every offset, every size and every CPU index
 //! must be answered without a panic.
 
-use uirq_abi::gicv2::{gicc, gicd};
+use uirq_gicv2::regs::{gicc, gicd};
 
 use super::*;
 

@@ -1,14 +1,15 @@
 //! Fuzzing support: arbitrary bytes in, a checked run of the GICv2 model out.
 //!
 //! One decoder and one set of checks serve two callers: the cargo-fuzz
-//! target `gicv2_mmio` (`fuzz/fuzz_targets/gicv2_mmio.rs`), which feeds it
-//! whatever libFuzzer generates, and the unit test
-//! `devices::gicv2::tests::fuzz_corpus`, which replays every file of the
-//! committed corpus (`fuzz/corpus/gicv2_mmio/`) under plain `cargo test`.
+//! target `gicv2_mmio` (the project's `fuzz/fuzz_targets/gicv2_mmio.rs`),
+//! which feeds it whatever libFuzzer generates, and the test
+//! `fuzz_corpus` (`tests/model/fuzz_corpus.rs`), which replays every file
+//! of the committed corpus (`fuzz/corpus/gicv2_mmio/`) under plain
+//! `cargo test`.
 //! [`run`] panics when the model breaks one of the invariants below; that
 //! panic is what the fuzzer reports as a crash.
 //!
-//! The property tests (`devices::gicv2::tests::properties`) use the same
+//! The property tests (`tests/model/properties.rs`) use the same
 //! checks without the decoder: they generate [`Op`]s with proptest and
 //! run them as a [`Scenario`]. The register helpers at the end of this file
 //! are also the unit tests' own.
@@ -75,9 +76,11 @@
 //!   deactivates it (4.4.5); with EOImode = 1 a DIR deactivates the
 //!   interrupt it names (4.4.15).
 
-use uirq_abi::gicv2::{gicc, gicd, IntId, SPURIOUS};
+use alloc::{vec, vec::Vec};
 
-use super::{GicConfig, Gicv2, MAX_CPUS, MAX_SPIS};
+use crate::regs::{gicc, gicd, IntId, SPURIOUS};
+
+use crate::{GicConfig, Gicv2, MAX_CPUS, MAX_SPIS};
 
 /// The SPI counts that bits `[5:3]` of byte 0 choose from: none, small ones
 /// (twice as likely), 224 (ITLinesNumber 7) and the largest the
@@ -90,9 +93,9 @@ pub const SPI_CHOICES: [u32; 8] = [0, 32, 32, 64, 64, 96, 224, 988];
 pub const OPCODES: u8 = 9;
 
 /// Size of the distributor frame (IHI 0048B Table 4-1).
-const GICD_FRAME: u64 = uirq_abi::layout::GICD_SIZE;
+const GICD_FRAME: u64 = crate::regs::GICD_FRAME_SIZE;
 /// Size of the CPU interface frame (IHI 0048B Table 4-2, GICC_DIR at 0x1000).
-const GICC_FRAME: u64 = uirq_abi::layout::GICC_SIZE;
+const GICC_FRAME: u64 = crate::regs::GICC_FRAME_SIZE;
 /// Most acknowledged values remembered per CPU for EOI and DIR.
 const MAX_REMEMBERED: usize = 64;
 
@@ -748,30 +751,30 @@ fn value_bytes(value: u32) -> [u8; 8] {
 // Word accessors, shared with the unit tests (`tests/mod.rs`).
 
 /// Distributor word read.
-pub(crate) fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+pub fn dr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
     let mut buf = [0u8; 4];
     g.distributor_read(cpu, offset, &mut buf);
     u32::from_le_bytes(buf)
 }
 
 /// Distributor word write.
-pub(crate) fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+pub fn dw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
     g.distributor_write(cpu, offset, &value.to_le_bytes());
 }
 
 /// CPU interface word read.
-pub(crate) fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
+pub fn cr(g: &mut Gicv2, cpu: usize, offset: u64) -> u32 {
     let mut buf = [0u8; 4];
     g.cpu_interface_read(cpu, offset, &mut buf);
     u32::from_le_bytes(buf)
 }
 
 /// CPU interface word write.
-pub(crate) fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
+pub fn cw(g: &mut Gicv2, cpu: usize, offset: u64, value: u32) {
     g.cpu_interface_write(cpu, offset, &value.to_le_bytes());
 }
 
 /// One bit of a bit-per-interrupt distributor register, as `cpu` sees it.
-pub(crate) fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
+pub fn bit(g: &mut Gicv2, cpu: usize, base: u64, raw: u32) -> bool {
     dr(g, cpu, base + 4 * u64::from(raw / 32)) & (1 << (raw % 32)) != 0
 }

@@ -1,20 +1,22 @@
 //! Tests of the GICv2 model through its public API, one behaviour each,
-//! each citing the section of ARM IHI 0048B it checks.
+//! each citing the section of ARM IHI 0048B it checks, and of the events
+//! it reports to an observer.
 
 mod cpu_interface;
 mod distributor;
 mod fuzz_corpus;
 mod hostile;
+mod observer;
 mod properties;
 mod sgi;
 mod timer;
 
-use uirq_abi::gicv2::{gicc, gicd, IntId};
+use uirq_gicv2::regs::{gicc, gicd, IntId};
 
 // The word accessors are the fuzzing module's, so that the fuzz target,
 // the property tests and these tests read and write registers alike.
-use super::fuzzing::{bit, cr, cw, dr, dw};
-use super::{GicConfig, Gicv2};
+use uirq_gicv2::fuzzing::{bit, cr, cw, dr, dw};
+use uirq_gicv2::{GicConfig, Gicv2};
 
 /// A GIC with `num_cpus` CPU interfaces and `num_spis` SPIs.
 fn gic(num_cpus: usize, num_spis: u32) -> Gicv2 {

@@ -1,7 +1,7 @@
 //! GICC behaviour: spurious, priority mask, preemption, binary point,
 //! EOImode, grouping, and the identification register.
 
-use uirq_abi::gicv2::{gicc, gicd, SPURIOUS};
+use uirq_gicv2::regs::{gicc, gicd, SPURIOUS};
 
 use super::*;
 

@@ -1,7 +1,7 @@
 //! GICD registers: identification, banking, byte access, routing, trigger
 //! configuration, set/clear semantics and RAZ/WI beyond the implemented ids.
 
-use uirq_abi::gicv2::{gicc, gicd, PIDR2_ARCH_GICV2, SPURIOUS};
+use uirq_gicv2::regs::{gicc, gicd, PIDR2_ARCH_GICV2, SPURIOUS};
 
 use super::*;
 

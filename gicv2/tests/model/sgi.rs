@@ -1,7 +1,7 @@
 //! Software generated interrupts: GICD_SGIR filters, per-source pending
 //! state, and the SGI pending registers.
 
-use uirq_abi::gicv2::{gicc, gicd, SPURIOUS};
+use uirq_gicv2::regs::{gicc, gicd, SPURIOUS};
 
 use super::*;
 

@@ -1,9 +1,16 @@
 //! The path the project's firmware uses: the virtual timer on PPI 27,
 //! Group 0, acknowledged with GICC_IAR and completed with GICC_EOIR.
 
-use uirq_abi::gicv2::{gicc, gicd, SPURIOUS, VTIMER};
+use uirq_gicv2::regs::{gicc, gicd, SPURIOUS};
 
 use super::*;
+
+/// PPI 11, interrupt 27: the EL1 virtual timer as the Arm BSA and QEMU's
+/// `virt` board wire it.
+const VTIMER: IntId = match IntId::ppi(11) {
+    Some(id) => id,
+    None => panic!(),
+};
 
 /// The firmware's set-up: GICD_CTLR = 1, GICC_CTLR = 1, PMR = 0xFF, PPI 27
 /// priority 0xA0, enabled through GICD_ISENABLER0.

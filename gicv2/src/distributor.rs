@@ -7,14 +7,13 @@
 //! offset with no register behind it. Word 0 of each banked register (ids
 //! 0-31) shows the accessing CPU's own SGIs and PPIs.
 
-use uirq_abi::gicv2::{gicd, IntId, IntKind, SGI_COUNT};
+use crate::access::{self, Width};
+use crate::regs::{gicd, IntId, IntKind, GICD_FRAME_SIZE as FRAME_SIZE, SGI_COUNT};
+use crate::state::IrqState;
+use crate::{Frame, Gicv2, GICD_CTLR_ENABLE_GRP0, GICD_CTLR_ENABLE_GRP1};
 
-use super::access::{self, Width};
-use super::state::IrqState;
-use super::{Gicv2, GICD_CTLR_ENABLE_GRP0, GICD_CTLR_ENABLE_GRP1};
-
-/// Size of the distributor frame.
-const FRAME_SIZE: u64 = 0x1000;
+/// The frame, as [`Event::Ignored`](crate::Event::Ignored) names it.
+const GICD: Frame = Frame::Distributor;
 
 /// GICD_IIDR: ProductID 0, variant 0, revision 0, implementer 0x43B
 /// (IHI 0048B 4.3.3; the JEP106 code QEMU's model also reports).
@@ -51,7 +50,8 @@ impl Gicv2 {
     pub fn distributor_read(&mut self, cpu: usize, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if cpu >= self.cpus.len() {
-            crate::limited!(warn, cpu, "GICv2: distributor read from absent CPU (RAZ)");
+            let reason = "distributor read from absent CPU (RAZ)";
+            self.ignored(cpu, GICD, offset, data.len(), false, reason);
             return;
         }
         match access::width(offset, data.len()) {
@@ -63,18 +63,15 @@ impl Gicv2 {
                 let value = self.gicd_read_byte(cpu, offset);
                 access::fill(data, u32::from(value));
             }
-            _ => access::warn_bad_size("GICD", cpu, offset, data.len(), false),
+            _ => self.ignored(cpu, GICD, offset, data.len(), false, access::BAD_SIZE),
         }
     }
 
     /// A guest store to the distributor frame, made by CPU `cpu`.
     pub fn distributor_write(&mut self, cpu: usize, offset: u64, data: &[u8]) {
         if cpu >= self.cpus.len() {
-            crate::limited!(
-                warn,
-                cpu,
-                "GICv2: distributor write from absent CPU (ignored)"
-            );
+            let reason = "distributor write from absent CPU (ignored)";
+            self.ignored(cpu, GICD, offset, data.len(), true, reason);
             return;
         }
         match access::width(offset, data.len()) {
@@ -82,7 +79,7 @@ impl Gicv2 {
             Some(Width::Byte) if byte_accessible(offset) => {
                 self.gicd_write_byte(cpu, offset, (access::value(data) & 0xFF) as u8);
             }
-            _ => access::warn_bad_size("GICD", cpu, offset, data.len(), true),
+            _ => self.ignored(cpu, GICD, offset, data.len(), true, access::BAD_SIZE),
         }
     }
 
@@ -106,7 +103,8 @@ impl Gicv2 {
                 self.read_icfgr(cpu, ((o - gicd::ICFGR) / 4) as u32)
             }
             gicd::SGIR => {
-                crate::limited!(warn, cpu, "GICv2: read of write-only GICD_SGIR (RAZ)");
+                let reason = "read of write-only GICD_SGIR (RAZ)";
+                self.ignored(cpu, GICD, offset, 4, false, reason);
                 0
             }
             o if (gicd::IDREGS..FRAME_SIZE).contains(&o) => {
@@ -114,7 +112,7 @@ impl Gicv2 {
                 ID_REGS.get(i).copied().unwrap_or(0)
             }
             o => {
-                access::warn_unmapped("GICD", cpu, o, false);
+                self.ignored(cpu, GICD, o, 4, false, access::UNMAPPED);
                 0
             }
         }
@@ -140,22 +138,14 @@ impl Gicv2 {
             }
             gicd::SGIR => self.write_sgir(cpu, value),
             gicd::TYPER | gicd::IIDR => {
-                crate::limited!(
-                    warn,
-                    cpu,
-                    offset,
-                    "GICv2: write to read-only GICD register (ignored)"
-                );
+                let reason = "write to read-only GICD register (ignored)";
+                self.ignored(cpu, GICD, offset, 4, true, reason);
             }
             o if (gicd::IDREGS..FRAME_SIZE).contains(&o) => {
-                crate::limited!(
-                    warn,
-                    cpu,
-                    offset,
-                    "GICv2: write to GICD identification register (ignored)"
-                );
+                let reason = "write to GICD identification register (ignored)";
+                self.ignored(cpu, GICD, o, 4, true, reason);
             }
-            o => access::warn_unmapped("GICD", cpu, o, true),
+            o => self.ignored(cpu, GICD, o, 4, true, access::UNMAPPED),
         }
     }
 
@@ -226,7 +216,11 @@ impl Gicv2 {
             o if (gicd::SPENDSGIR..gicd::SPENDSGIR + 0x10).contains(&o) => {
                 if let Some(id) = sgi_of(o - gicd::SPENDSGIR) {
                     let s = self.irqs.sgi_sources(cpu, id);
-                    self.irqs.set_sgi_sources(cpu, id, s | (value & cpu_mask));
+                    let added = value & cpu_mask & !s;
+                    self.irqs.set_sgi_sources(cpu, id, s | added);
+                    for source in (0..8).filter(|b| added & (1 << b) != 0) {
+                        self.emit_pending(cpu, id, Some(source));
+                    }
                 }
             }
             _ => {}
@@ -291,7 +285,13 @@ impl Gicv2 {
                 // A level-sensitive interrupt set pending by software stays
                 // pending until acknowledged or cleared, whatever the line
                 // does; clearing leaves it pending while the line is high.
-                BitReg::SetPending => irq.latched = true,
+                BitReg::SetPending => {
+                    let was_pending = irq.pending();
+                    irq.latched = true;
+                    if !was_pending {
+                        self.emit_pending(cpu, id, None);
+                    }
+                }
                 BitReg::ClearPending => irq.latched = false,
                 BitReg::SetActive => irq.active = true,
                 BitReg::ClearActive => irq.active = false,
@@ -347,12 +347,8 @@ impl Gicv2 {
             SGIR_FILTER_OTHERS => !own,
             SGIR_FILTER_SELF => own,
             _ => {
-                crate::limited!(
-                    warn,
-                    cpu,
-                    value,
-                    "GICv2: GICD_SGIR with reserved filter (ignored)"
-                );
+                let reason = "GICD_SGIR with reserved filter (ignored)";
+                self.ignored(cpu, GICD, gicd::SGIR, 4, true, reason);
                 return;
             }
         } & cpu_mask;
@@ -360,6 +356,9 @@ impl Gicv2 {
             if targets & (1 << target) != 0 {
                 let s = self.irqs.sgi_sources(target, id);
                 self.irqs.set_sgi_sources(target, id, s | own);
+                if s & own == 0 {
+                    self.emit_pending(target, id, Some(cpu));
+                }
             }
         }
     }

@@ -4,11 +4,13 @@
 //! Only aligned 32-bit accesses are supported (IHI 0048B 4.1.4). The frame
 //! is 8 KiB: GICC_DIR sits alone at 0x1000 in the second page.
 
-use uirq_abi::gicv2::{gicc, IntId, IntKind, SPURIOUS};
+use crate::access::{self, Width};
+use crate::priority::{self, ActivePriorities, APR_REGS, MIN_ABPR, MIN_BPR};
+use crate::regs::{gicc, IntId, IntKind, GICC_FRAME_SIZE as FRAME_SIZE, SPURIOUS};
+use crate::{Candidate, Event, Frame, Gicv2};
 
-use super::access::{self, Width};
-use super::priority::{self, ActivePriorities, APR_REGS, MIN_ABPR, MIN_BPR};
-use super::{Candidate, Gicv2};
+/// The frame, as [`Event::Ignored`] names it.
+const GICC: Frame = Frame::CpuInterface;
 
 /// GICC_CTLR.EnableGrp0 (IHI 0048B 4.4.1).
 const CTLR_ENABLE_GRP0: u32 = 1 << 0;
@@ -24,8 +26,9 @@ const CTLR_CBPR: u32 = 1 << 4;
 /// the Security Extensions this is the EOImode bit for every access.
 const CTLR_EOIMODE: u32 = 1 << 9;
 /// Bits of GICC_CTLR that hold a value: EnableGrp0/1, AckCtl, FIQEn, CBPR,
-/// the four bypass-disable bits, EOImodeS and EOImodeNS (IHI 0048B 4.4.1). The bypass-disable bits and EOImodeNS are stored but have no
-/// effect: a VM has no bypass path and no Non-secure state.
+/// the four bypass-disable bits, EOImodeS and EOImodeNS (IHI 0048B 4.4.1).
+/// The bypass-disable bits and EOImodeNS are stored but have no effect: a
+/// VM has no bypass path and no Non-secure state.
 const CTLR_WRITABLE: u32 = 0x7FF;
 
 /// Interrupt id reported when the highest-priority pending interrupt is
@@ -35,9 +38,6 @@ const GROUP1_ONLY: u32 = 1022;
 /// GICC_IIDR: ProductID 0, architecture version 2, revision 0, implementer
 /// 0x43B (IHI 0048B 4.4.14; the JEP106 code QEMU's model also reports).
 pub(super) const GICC_IIDR_VALUE: u32 = (0x2 << 16) | 0x43B;
-
-/// Size of the CPU interface frame.
-const FRAME_SIZE: u64 = 0x2000;
 
 /// One CPU interface's registers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,11 +105,12 @@ impl Gicv2 {
     pub fn cpu_interface_read(&mut self, cpu: usize, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if cpu >= self.cpus.len() {
-            crate::limited!(warn, cpu, "GICv2: CPU interface read from absent CPU (RAZ)");
+            let reason = "CPU interface read from absent CPU (RAZ)";
+            self.ignored(cpu, GICC, offset, data.len(), false, reason);
             return;
         }
         if access::width(offset, data.len()) != Some(Width::Word) {
-            access::warn_bad_size("GICC", cpu, offset, data.len(), false);
+            self.ignored(cpu, GICC, offset, data.len(), false, access::BAD_SIZE);
             return;
         }
         let value = self.gicc_read_word(cpu, offset);
@@ -119,15 +120,12 @@ impl Gicv2 {
     /// A guest store to the CPU interface frame of CPU `cpu`.
     pub fn cpu_interface_write(&mut self, cpu: usize, offset: u64, data: &[u8]) {
         if cpu >= self.cpus.len() {
-            crate::limited!(
-                warn,
-                cpu,
-                "GICv2: CPU interface write from absent CPU (ignored)"
-            );
+            let reason = "CPU interface write from absent CPU (ignored)";
+            self.ignored(cpu, GICC, offset, data.len(), true, reason);
             return;
         }
         if access::width(offset, data.len()) != Some(Width::Word) {
-            access::warn_bad_size("GICC", cpu, offset, data.len(), true);
+            self.ignored(cpu, GICC, offset, data.len(), true, access::BAD_SIZE);
             return;
         }
         self.gicc_write_word(cpu, offset, access::value(data));
@@ -156,16 +154,12 @@ impl Gicv2 {
             }
             gicc::IIDR => GICC_IIDR_VALUE,
             gicc::EOIR | gicc::AEOIR | gicc::DIR => {
-                crate::limited!(
-                    warn,
-                    cpu,
-                    offset,
-                    "GICv2: read of write-only GICC register (RAZ)"
-                );
+                let reason = "read of write-only GICC register (RAZ)";
+                self.ignored(cpu, GICC, offset, 4, false, reason);
                 0
             }
             o => {
-                access::warn_unmapped("GICC", cpu, o, false);
+                self.ignored(cpu, GICC, o, 4, false, access::UNMAPPED);
                 0
             }
         }
@@ -177,15 +171,11 @@ impl Gicv2 {
             gicc::AEOIR => self.end_of_interrupt(cpu, value, true),
             gicc::DIR => self.deactivate_write(cpu, value),
             gicc::IAR | gicc::AIAR | gicc::RPR | gicc::HPPIR | gicc::AHPPIR | gicc::IIDR => {
-                crate::limited!(
-                    warn,
-                    cpu,
-                    offset,
-                    "GICv2: write to read-only GICC register (ignored)"
-                );
+                let reason = "write to read-only GICC register (ignored)";
+                self.ignored(cpu, GICC, offset, 4, true, reason);
             }
             o if o < FRAME_SIZE => self.gicc_write_plain(cpu, o, value),
-            o => access::warn_unmapped("GICC", cpu, o, true),
+            o => self.ignored(cpu, GICC, o, 4, true, access::UNMAPPED),
         }
     }
 
@@ -218,7 +208,7 @@ impl Gicv2 {
                     *r = value;
                 }
             }
-            o => access::warn_unmapped("GICC", cpu, o, true),
+            o => self.ignored(cpu, GICC, o, 4, true, access::UNMAPPED),
         }
     }
 
@@ -289,6 +279,11 @@ impl Gicv2 {
             let gp = cpu_if.group_priority(c.priority, c.group1);
             cpu_if.active.activate(c.group1, gp);
         }
+        self.emit(|| Event::Acknowledged {
+            cpu,
+            id: c.id,
+            source: (c.id.kind() == IntKind::Sgi).then_some((source >> 10) as usize),
+        });
         c.id.raw() | source
     }
 
@@ -308,35 +303,23 @@ impl Gicv2 {
         let Some(cpu_if) = self.cpus.get_mut(cpu) else {
             return;
         };
-        if cpu_if.active.is_empty() {
-            crate::limited!(
-                warn,
-                cpu,
-                id = id.raw(),
-                "GICv2: EOI with no active interrupt (ignored)"
-            );
-            return;
-        }
-        if alias && !group1 {
-            crate::limited!(
-                warn,
-                cpu,
-                id = id.raw(),
-                "GICv2: AEOIR for a Group 0 interrupt (ignored)"
-            );
-            return;
-        }
         let split = cpu_if.ctlr & CTLR_EOIMODE != 0;
-        if !split && !active {
-            crate::limited!(
-                warn,
-                cpu,
-                id = id.raw(),
-                "GICv2: EOI for an inactive interrupt (ignored)"
-            );
+        let refused = if cpu_if.active.is_empty() {
+            Some("EOI with no active interrupt (ignored)")
+        } else if alias && !group1 {
+            Some("AEOIR for a Group 0 interrupt (ignored)")
+        } else if !split && !active {
+            Some("EOI for an inactive interrupt (ignored)")
+        } else {
+            cpu_if.active.drop_highest(group1);
+            None
+        };
+        if let Some(reason) = refused {
+            let offset = if alias { gicc::AEOIR } else { gicc::EOIR };
+            self.ignored(cpu, GICC, offset, 4, true, reason);
             return;
         }
-        cpu_if.active.drop_highest(group1);
+        self.emit(|| Event::PriorityDropped { cpu, id });
         if !split {
             self.deactivate(cpu, id);
         }
@@ -353,12 +336,8 @@ impl Gicv2 {
             .get(cpu)
             .is_some_and(|i| i.ctlr & CTLR_EOIMODE != 0);
         if !split {
-            crate::limited!(
-                warn,
-                cpu,
-                id = id.raw(),
-                "GICv2: GICC_DIR write with EOImode = 0 (ignored)"
-            );
+            let reason = "GICC_DIR write with EOImode = 0 (ignored)";
+            self.ignored(cpu, GICC, gicc::DIR, 4, true, reason);
             return;
         }
         self.deactivate(cpu, id);
@@ -366,9 +345,15 @@ impl Gicv2 {
 
     /// Active to inactive. A level-sensitive interrupt whose line is still
     /// high is then pending again and is signalled anew (IHI 0048B 3.2.4).
+    /// Reported only when the interrupt was active: a GICC_DIR for an
+    /// inactive interrupt changes nothing.
     fn deactivate(&mut self, cpu: usize, id: IntId) {
-        if let Some(irq) = self.irqs.get_mut(cpu, id) {
-            irq.active = false;
+        let was_active = self
+            .irqs
+            .get_mut(cpu, id)
+            .is_some_and(|irq| core::mem::replace(&mut irq.active, false));
+        if was_active {
+            self.emit(|| Event::Deactivated { cpu, id });
         }
     }
 }

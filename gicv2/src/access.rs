@@ -4,13 +4,12 @@
 //! the byte-organised distributor registers (GICD_IPRIORITYR,
 //! GICD_ITARGETSR, GICD_CPENDSGIR, GICD_SPENDSGIR) also support byte
 //! accesses. Halfword, doubleword and unaligned accesses are not supported;
-//! the model answers them read-as-zero / write-ignored and logs them (a few
-//! times per cause, then only counted: `crate::ratelimit`, as for every
-//! warning a guest can trigger in the model).
+//! the model answers them read-as-zero / write-ignored and reports them to
+//! the observer ([`Event::Ignored`](crate::Event::Ignored)).
 
 /// How an access that the model will serve is sized.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Width {
+pub(crate) enum Width {
     /// An aligned 32-bit access.
     Word,
     /// A single byte.
@@ -18,7 +17,7 @@ pub(super) enum Width {
 }
 
 /// Sizes an access, or `None` if no register accepts it at all.
-pub(super) fn width(offset: u64, len: usize) -> Option<Width> {
+pub(crate) fn width(offset: u64, len: usize) -> Option<Width> {
     match len {
         4 if offset % 4 == 0 => Some(Width::Word),
         1 => Some(Width::Byte),
@@ -27,7 +26,7 @@ pub(super) fn width(offset: u64, len: usize) -> Option<Width> {
 }
 
 /// The little-endian value a write carries (up to 4 bytes are used).
-pub(super) fn value(data: &[u8]) -> u32 {
+pub(crate) fn value(data: &[u8]) -> u32 {
     data.iter()
         .take(4)
         .enumerate()
@@ -35,37 +34,19 @@ pub(super) fn value(data: &[u8]) -> u32 {
 }
 
 /// Fills a read buffer with `value`, little-endian, zero beyond 4 bytes.
-pub(super) fn fill(data: &mut [u8], value: u32) {
+pub(crate) fn fill(data: &mut [u8], value: u32) {
     let bytes = value.to_le_bytes();
     for (i, d) in data.iter_mut().enumerate() {
         *d = bytes.get(i).copied().unwrap_or(0);
     }
 }
 
-/// Logs an access with a size or alignment the register map refuses.
-pub(super) fn warn_bad_size(frame: &str, cpu: usize, offset: u64, len: usize, write: bool) {
-    crate::limited!(
-        warn,
-        frame,
-        cpu,
-        offset = format_args!("{offset:#x}"),
-        size = len,
-        write,
-        "GICv2: unsupported access size or alignment (RAZ/WI)"
-    );
-}
+/// Why an access with a size or alignment the register map refuses is
+/// ignored.
+pub(crate) const BAD_SIZE: &str = "unsupported access size or alignment (RAZ/WI)";
 
-/// Logs an access to an offset with no register behind it.
-pub(super) fn warn_unmapped(frame: &str, cpu: usize, offset: u64, write: bool) {
-    crate::limited!(
-        warn,
-        frame,
-        cpu,
-        offset = format_args!("{offset:#x}"),
-        write,
-        "GICv2: access to reserved or unimplemented register (RAZ/WI)"
-    );
-}
+/// Why an access to an offset with no register behind it is ignored.
+pub(crate) const UNMAPPED: &str = "access to reserved or unimplemented register (RAZ/WI)";
 
 #[cfg(test)]
 mod tests {

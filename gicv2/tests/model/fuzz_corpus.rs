@@ -5,20 +5,30 @@
 
 use std::path::PathBuf;
 
-use uirq_abi::gicv2::{gicc, gicd};
+use uirq_gicv2::regs::{gicc, gicd};
 
-use super::super::fuzzing::{self, Op, Scenario};
-use super::GicConfig;
+use uirq_gicv2::fuzzing::{self, Op, Scenario};
+use uirq_gicv2::GicConfig;
 
-fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/gicv2_mmio")
+/// The project's fuzzing project, next to this crate in its repository.
+fn fuzz_project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
 
 // Every committed input passes every invariant of `fuzzing` (IHI 0048B 3.2,
 // 4.1.4, 4.4.4, 4.4.7; see that module).
 #[test]
 fn replay_committed_corpus() {
-    let dir = corpus_dir();
+    if !fuzz_project().join("Cargo.toml").is_file() {
+        // The crate as published carries no corpus; in the repository the
+        // fuzz project is there and its corpus must be too.
+        eprintln!(
+            "no fuzz project at {}: the corpus is not replayed",
+            fuzz_project().display()
+        );
+        return;
+    }
+    let dir = fuzz_project().join("corpus/gicv2_mmio");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())

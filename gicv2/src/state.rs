@@ -20,7 +20,9 @@
 //! (IHI 0048B 1.4.3). SPIs use the 1-N model: one pending and one active
 //! bit shared by all CPUs.
 
-use uirq_abi::gicv2::{IntId, IntKind, SGI_COUNT, SPI_BASE};
+use alloc::{vec, vec::Vec};
+
+use crate::regs::{IntId, IntKind, SGI_COUNT, SPI_BASE};
 
 /// Number of banked ids per CPU: SGIs 0-15 and PPIs 16-31.
 const PRIVATE_IDS: usize = SPI_BASE as usize;
@@ -46,7 +48,7 @@ pub(super) struct IrqState {
 
 impl IrqState {
     /// Pending, for a PPI or SPI: latched, or a level-sensitive line high.
-    fn pending(&self) -> bool {
+    pub(crate) fn pending(&self) -> bool {
         self.latched || (!self.edge && self.line)
     }
 

@@ -4,8 +4,9 @@
 //! distributor reports them in GICD_TYPER (IHI 0048B 4.3.2), and software
 //! sizes its tables from that register.
 
-use thiserror::Error;
-use uirq_abi::gicv2::{MAX_INTID, SPI_BASE};
+use core::fmt;
+
+use crate::regs::{MAX_INTID, SPI_BASE};
 
 /// Most CPU interfaces a GICv2 supports: GICD_TYPER.CPUNumber is 3 bits and
 /// ITARGETSR has one bit per CPU in a byte (IHI 0048B 4.3.2, 4.3.12).
@@ -26,23 +27,40 @@ pub struct GicConfig {
 }
 
 /// Why a [`GicConfig`] was refused.
-#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A GIC needs at least one CPU interface to deliver anything to.
-    #[error("a GICv2 needs at least one CPU interface")]
     NoCpus,
     /// GICv2 addresses at most eight CPU interfaces (IHI 0048B 4.3.2).
-    #[error("a GICv2 supports at most {MAX_CPUS} CPU interfaces, not {0}")]
     TooManyCpus(usize),
     /// GICD_TYPER.ITLinesNumber counts interrupt lines in blocks of 32
     /// (IHI 0048B 4.3.2), so the SPI count must fill whole blocks (or be
     /// the architectural maximum of 988).
-    #[error("the SPI count must be a multiple of 32 (or {MAX_SPIS}), not {0}")]
     SpiCountNotMultipleOf32(u32),
     /// Interrupt ids stop at 1019 (IHI 0048B 2.2.1).
-    #[error("a GICv2 implements at most {MAX_SPIS} SPIs, not {0}")]
     TooManySpis(u32),
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ConfigError::NoCpus => f.write_str("a GICv2 needs at least one CPU interface"),
+            ConfigError::TooManyCpus(n) => write!(
+                f,
+                "a GICv2 supports at most {MAX_CPUS} CPU interfaces, not {n}"
+            ),
+            ConfigError::SpiCountNotMultipleOf32(n) => write!(
+                f,
+                "the SPI count must be a multiple of 32 (or {MAX_SPIS}), not {n}"
+            ),
+            ConfigError::TooManySpis(n) => {
+                write!(f, "a GICv2 implements at most {MAX_SPIS} SPIs, not {n}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
 
 impl GicConfig {
     /// Checks the configuration against the limits of the architecture.

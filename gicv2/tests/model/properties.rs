@@ -8,10 +8,10 @@
 //! every step.
 
 use proptest::prelude::*;
-use uirq_abi::gicv2::{IntId, SPURIOUS};
+use uirq_gicv2::regs::{IntId, SPURIOUS};
 
-use super::super::fuzzing::{prime, would_acknowledge, Op, Scenario};
 use super::*;
+use uirq_gicv2::fuzzing::{prime, would_acknowledge, Op, Scenario};
 
 const CPUS: usize = 3;
 const SPIS: u32 = 64;
