@@ -507,6 +507,9 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
         cpus: args.cpus,
         console: Box::new(output.writer()),
         unmapped: args.unmapped,
+        gic_observer: recording
+            .as_ref()
+            .map(|r| Box::new(r.gic_observer()) as Box<dyn uirq_gicv2::Observer>),
     };
     let options = RunOptions {
         timeout: args.timeout,

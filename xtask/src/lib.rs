@@ -7,6 +7,7 @@
 //! - [`boot_bench`]: `bench-boot`: Linux boot time and exits, userspace GIC
 //!   against the in-kernel vGIC.
 //! - [`build`]: builds the firmware image, the VMM and the two inits.
+//! - [`cli`]: the command line of every verb.
 //! - [`l1`]: the nested environment for machines that are not aarch64 KVM
 //!   hosts: QEMU, the cached Debian arm64 kernel, the generated initramfs.
 //! - [`bounded`]: console text kept to its first and last few hundred KiB.
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod boot_bench;
 pub mod bounded;
 pub mod build;
+pub mod cli;
 pub mod cpio;
 pub mod jobs;
 pub mod l1;

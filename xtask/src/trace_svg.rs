@@ -28,11 +28,22 @@ pub enum Window {
 const PLOT_WIDTH: f64 = 900.0;
 /// Width of the track names' column.
 const LABEL_WIDTH: f64 = 190.0;
-/// Height of one track's row.
-const ROW: f64 = 64.0;
+/// Height of one track's row: two levels of slices, then instants.
+const ROW: f64 = 92.0;
+/// Height of one level of slices.
+const SLICE: f64 = 18.0;
 /// Space above the first row (title) and below the last (time axis).
 const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+const BOTTOM: f64 = 84.0;
+
+/// The slice colours, for the legend: (fill, what it stands for).
+const LEGEND: [(&str, &str); 5] = [
+    ("#b7d7f0", "KVM_RUN: the guest runs"),
+    ("#f2b5b5", "EINTR: a timer level report or a kick"),
+    ("#c9e7b5", "the VMM serves a GIC register access"),
+    ("#f6c48a", "KVM_IRQ_LINE"),
+    ("#dddddd", "other exits"),
+];
 
 /// One event, as far as the picture needs it.
 #[derive(Clone, Debug)]
@@ -41,6 +52,46 @@ struct Event {
     name: String,
     ts: f64,
     dur: Option<f64>,
+    /// How many slices of its track enclose it (0: none).
+    depth: usize,
+}
+
+/// An event's label: its name, with the interrupt id or level it carries.
+fn label(e: &Value) -> Option<String> {
+    let name = e["name"].as_str()?;
+    let args = &e["args"];
+    Some(match (args["id"].as_u64(), args["level"].as_u64()) {
+        (Some(id), _) => format!("{name} {id}"),
+        (None, Some(level)) => format!("{name} = {level}"),
+        _ => name.to_string(),
+    })
+}
+
+/// Sets each slice's depth: how many earlier slices of its track enclose
+/// it (a `KVM_IRQ_LINE` inside the VMM's work on an exit is 1).
+fn nest(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| {
+        a.track
+            .cmp(&b.track)
+            .then(a.ts.total_cmp(&b.ts))
+            .then(b.dur.unwrap_or(0.0).total_cmp(&a.dur.unwrap_or(0.0)))
+    });
+    // Ends of the open slices of the current track.
+    let mut open: Vec<f64> = Vec::new();
+    let mut track = None;
+    for e in &mut events {
+        if track != Some(e.track) {
+            open.clear();
+            track = Some(e.track);
+        }
+        let Some(dur) = e.dur else { continue };
+        // Tolerance: a slice that starts where another ends, up to the
+        // rounding of µs floats, is not inside it.
+        open.retain(|end| *end > e.ts + 1e-3);
+        e.depth = open.len();
+        open.push(e.ts + dur);
+    }
+    events
 }
 
 /// The time range of `window` in `trace`.
@@ -127,12 +178,14 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
             }
             Some(Event {
                 track: (e["pid"].as_u64()?, e["tid"].as_u64()?),
-                name: e["name"].as_str()?.to_string(),
+                name: label(e)?,
                 ts,
                 dur: (ph == "X").then_some(dur.unwrap_or(0.0)),
+                depth: 0,
             })
         })
         .collect();
+    let shown = nest(shown);
     if shown.is_empty() {
         return Err(format!("nothing happens between {from:.1} and {to:.1} µs"));
     }
@@ -180,19 +233,20 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
                 Some(dur) => {
                     let (x0, x1) = (x(e.ts), x(e.ts + dur));
                     let w = (x1 - x0).max(1.0);
+                    let top = y + 6.0 + SLICE * e.depth.min(2) as f64;
                     let _ = writeln!(
                         svg,
-                        r##"<rect x="{x0:.1}" y="{:.1}" width="{w:.1}" height="18" fill="{}" stroke="#333" stroke-width="0.5"><title>{} ({dur:.1} µs)</title></rect>"##,
-                        y + 6.0,
+                        r##"<rect x="{x0:.1}" y="{top:.1}" width="{w:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.5"><title>{} ({dur:.1} µs)</title></rect>"##,
+                        SLICE - 2.0,
                         colour(&e.name),
                         escape(&e.name)
                     );
-                    if w > 6.0 * e.name.len() as f64 * 0.55 {
+                    if w > 6.5 * e.name.chars().count() as f64 + 4.0 {
                         let _ = writeln!(
                             svg,
                             r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
                             x0 + 3.0,
-                            y + 19.0,
+                            top + 12.0,
                             escape(&e.name)
                         );
                     }
@@ -201,13 +255,14 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
                     let xi = x(e.ts);
                     let level = (instants % 3) as f64;
                     instants += 1;
+                    let base = y + 6.0 + 2.0 * SLICE;
                     let _ = writeln!(
                         svg,
                         r##"<line x1="{xi:.1}" y1="{:.1}" x2="{xi:.1}" y2="{:.1}" stroke="#c00" stroke-width="1.5"/><text x="{:.1}" y="{:.1}" fill="#900">{}</text>"##,
-                        y + 26.0,
-                        y + 34.0 + 9.0 * level,
+                        base,
+                        base + 8.0 + 11.0 * level,
                         xi + 2.0,
-                        y + 38.0 + 9.0 * level,
+                        base + 12.0 + 11.0 * level,
                         escape(&e.name)
                     );
                 }
@@ -222,7 +277,7 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
         LABEL_WIDTH + PLOT_WIDTH
     );
     let step = nice_step((to - from) / 8.0);
-    let mut t = (from / step).ceil() * step;
+    let mut t = from;
     while t <= to {
         let xt = x(t);
         let _ = writeln!(
@@ -241,6 +296,18 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
         axis_y + 36.0,
         format_us(from)
     );
+    let mut lx = LABEL_WIDTH;
+    for (fill, text) in LEGEND {
+        let ly = axis_y + 62.0;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{fill}" stroke="#333" stroke-width="0.5"/><text x="{:.1}" y="{ly:.1}">{}</text>"##,
+            ly - 10.0,
+            lx + 16.0,
+            escape(text)
+        );
+        lx += 24.0 + 6.2 * text.chars().count() as f64;
+    }
     svg.push_str("</svg>\n");
     Ok(svg)
 }
@@ -268,16 +335,17 @@ fn format_us(t: f64) -> String {
 
 /// A fill colour per kind of slice.
 fn colour(name: &str) -> &'static str {
+    let [run, eintr, gic, line, other] = LEGEND.map(|(fill, _)| fill);
     if name == "KVM_RUN" {
-        "#b7d7f0"
-    } else if name == "KVM_IRQ_LINE" {
-        "#f6c48a"
+        run
+    } else if name.starts_with("KVM_IRQ_LINE") {
+        line
     } else if name.starts_with("GICC") || name.starts_with("GICD") {
-        "#c9e7b5"
+        gic
     } else if name.starts_with("EINTR") {
-        "#f2b5b5"
+        eintr
     } else {
-        "#dddddd"
+        other
     }
 }
 

@@ -72,6 +72,9 @@ pub struct VmConfig {
     pub console: Box<dyn Write + Send>,
     /// How a guest access to an address no device claims is answered.
     pub unmapped: Unmapped,
+    /// Another observer of the userspace GIC model's events, after the
+    /// log (a trace's; `crate::probes::trace`).
+    pub gic_observer: Option<Box<dyn uirq_gicv2::Observer>>,
 }
 
 /// A created VM, ready to run its vCPUs.
@@ -238,8 +241,13 @@ pub fn create(kvm: &Kvm, config: VmConfig) -> Result<Vm, KvmError> {
                 num_spis: NUM_SPIS,
             })?;
             // The model logs nothing itself: the guest's misuse of the GIC
-            // becomes warnings here, a few per cause.
-            model.set_observer(Some(Box::new(GicLog::new())));
+            // becomes warnings here, a few per cause; a trace sees every
+            // event after that.
+            let log = match config.gic_observer {
+                Some(next) => GicLog::with_next(next),
+                None => GicLog::new(),
+            };
+            model.set_observer(Some(Box::new(log)));
             let gic = Arc::new(UserGic::new(model));
             let dist = Arc::new(Mutex::new(DistributorFrame(gic.clone())));
             let cpu = Arc::new(Mutex::new(CpuInterfaceFrame(gic.clone())));

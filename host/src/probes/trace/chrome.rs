@@ -298,10 +298,19 @@ pub fn register_name(addr: u64) -> Option<String> {
     None
 }
 
-/// A GIC register's architectural name.
+/// A GIC register's architectural name, with its index in an array
+/// (`GICD_ISENABLER1`), or the frame and offset of a reserved one.
 fn gic_register(distributor: bool, off: u64) -> String {
-    let frame = if distributor { "GICD" } else { "GICC" };
-    format!("{frame}+{off:#x}")
+    use uirq_gicv2::{regs, Frame};
+    let frame = if distributor {
+        Frame::Distributor
+    } else {
+        Frame::CpuInterface
+    };
+    match regs::register(frame, off) {
+        Some(r) => r.to_string(),
+        None => format!("{}+{off:#x}", if distributor { "GICD" } else { "GICC" }),
+    }
 }
 
 /// A served exit's name and details.

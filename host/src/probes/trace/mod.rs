@@ -10,7 +10,7 @@
 //! | source | what it records | where |
 //! |---|---|---|
 //! | [`TraceProbe`], one per vCPU thread | in and out of `KVM_RUN`, each exit with its kind and, for a GIC access, the register's name and value; timer level reports; `KVM_IRQ_LINE` calls; kicks | the vCPU's track |
-//! | [`GicLog`], fed by the GIC model's observer | an interrupt becoming pending, acknowledged, its priority dropped (EOI), deactivated; accesses the model ignored | one track per CPU interface, one for the distributor |
+//! | [`GicRecorder`], fed by the GIC model's observer ([`GicObserver`]) | an interrupt becoming pending, acknowledged, its priority dropped (EOI), deactivated; accesses the model ignored | one track per CPU interface, one for the distributor |
 //! | the guest's own timestamps ([`GuestTick`]) | for each timer interrupt: its deadline, the first instruction of the vector, after the acknowledge, after the EOI | the guest's tracks |
 //!
 //! Every record takes a timestamp from the counter on the guest's timebase
@@ -239,12 +239,12 @@ pub enum GicRecord {
 
 /// The GIC model's events of a traced run, from whichever thread caused
 /// them (the model is shared; its observer is called under its lock).
-pub struct GicLog {
+pub struct GicRecorder {
     shared: Arc<Shared>,
     records: Mutex<Vec<(Stamp, GicRecord)>>,
 }
 
-impl GicLog {
+impl GicRecorder {
     /// A log recording into `shared`'s order and budget.
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Self {
@@ -270,6 +270,49 @@ impl GicLog {
     }
 }
 
+/// The GIC model's observer in a traced run: each event, as a
+/// [`GicRecord`], into the recorder. It goes after the VMM's log
+/// (`crate::devices::gic_log::GicLog::with_next`).
+pub struct GicObserver(pub Arc<GicRecorder>);
+
+impl uirq_gicv2::Observer for GicObserver {
+    fn event(&mut self, event: &uirq_gicv2::Event) {
+        use uirq_gicv2::Event;
+        let record = match *event {
+            Event::Pending { id, cpu, source } => GicRecord::Pending {
+                id: id.raw(),
+                cpu,
+                source,
+            },
+            Event::Acknowledged { cpu, id, source } => GicRecord::Acknowledged {
+                cpu,
+                id: id.raw(),
+                source,
+            },
+            Event::PriorityDropped { cpu, id } => GicRecord::PriorityDropped { cpu, id: id.raw() },
+            Event::Deactivated { cpu, id } => GicRecord::Deactivated { cpu, id: id.raw() },
+            Event::Ignored {
+                cpu,
+                frame,
+                offset,
+                reason,
+                ..
+            } => GicRecord::Ignored {
+                cpu,
+                register: uirq_gicv2::regs::name(frame, offset).unwrap_or(match frame {
+                    uirq_gicv2::Frame::Distributor => "GICD (reserved offset)",
+                    _ => "GICC (reserved offset)",
+                }),
+                reason,
+            },
+            // The VMM's own line levels: its log says so; nothing the
+            // guest did.
+            _ => return,
+        };
+        self.0.record(record);
+    }
+}
+
 /// One timer interrupt as the guest timed it (counter values, from the
 /// firmware's own records: `uirq_abi::bench::VtimerSample`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -292,7 +335,7 @@ pub struct Recording {
     file: File,
     path: PathBuf,
     shared: Arc<Shared>,
-    gic: Arc<GicLog>,
+    gic: Arc<GicRecorder>,
 }
 
 /// What [`Recording::finish`] wrote.
@@ -313,7 +356,7 @@ impl Recording {
         Ok(Self {
             file,
             path: path.to_path_buf(),
-            gic: GicLog::new(shared.clone()),
+            gic: GicRecorder::new(shared.clone()),
             shared,
         })
     }
@@ -328,9 +371,9 @@ impl Recording {
         TraceProbe::new(self.shared.clone())
     }
 
-    /// The log the GIC model's observer records into.
-    pub fn gic_log(&self) -> Arc<GicLog> {
-        self.gic.clone()
+    /// The observer to chain onto the GIC model's (see [`GicObserver`]).
+    pub fn gic_observer(&self) -> GicObserver {
+        GicObserver(self.gic.clone())
     }
 
     /// Writes the trace: every vCPU's records (`vcpus`, by index), the GIC

@@ -25,9 +25,9 @@ fn served_read(addr: u64, value: u32) -> Exit {
 
 /// One timer interrupt as the loop and the model would report it: level
 /// report, line raised, IAR, line lowered, EOIR; then SYSTEM_OFF.
-fn one_tick(budget: u64) -> (Arc<Shared>, TraceProbe, Arc<GicLog>) {
+fn one_tick(budget: u64) -> (Arc<Shared>, TraceProbe, Arc<GicRecorder>) {
     let shared = Shared::new(fake_now, budget);
-    let gic = GicLog::new(shared.clone());
+    let gic = GicRecorder::new(shared.clone());
     let mut p = TraceProbe::new(shared.clone());
     p.reenter(0);
     p.exit(0, &Exit::Interrupted);
@@ -60,7 +60,12 @@ fn one_tick(budget: u64) -> (Arc<Shared>, TraceProbe, Arc<GicLog>) {
     (shared, p, gic)
 }
 
-fn render(probe: &TraceProbe, gic: &GicLog, guest: &[GuestTick], dropped: u64) -> (String, Value) {
+fn render(
+    probe: &TraceProbe,
+    gic: &GicRecorder,
+    guest: &[GuestTick],
+    dropped: u64,
+) -> (String, Value) {
     let vcpus = vec![probe.records.clone()];
     let gic = gic.take();
     let trace = Trace {
@@ -98,7 +103,7 @@ fn one_timer_interrupt_shows_report_line_acknowledge_and_eoi_in_order() {
     // The VMM's work per exit, named by the register the guest touched.
     assert_eq!(named(&ev, "EINTR (level report or kick)").len(), 1);
     assert_eq!(named(&ev, "PSCI SYSTEM_OFF").len(), 1);
-    let iar = named(&ev, "GICC+0xc read");
+    let iar = named(&ev, "GICC_IAR read");
     assert_eq!(iar.len(), 1);
     assert_eq!(iar[0]["args"]["value"], "0x1b");
 
@@ -175,7 +180,12 @@ fn the_budget_keeps_the_first_records_and_counts_the_rest() {
     assert!(shared.dropped() > 0);
     let seqs: Vec<u64> = probe.records.iter().map(|(s, _)| s.seq).collect();
     assert!(seqs.iter().all(|s| *s < 5));
-    let (_, json) = render(&probe, &GicLog::new(shared.clone()), &[], shared.dropped());
+    let (_, json) = render(
+        &probe,
+        &GicRecorder::new(shared.clone()),
+        &[],
+        shared.dropped(),
+    );
     assert_eq!(json["otherData"]["dropped_records"], shared.dropped());
 }
 
