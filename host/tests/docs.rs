@@ -75,7 +75,7 @@ fn commands(name: &str, text: &str) -> Vec<Shown> {
         // Environment assignments before the command.
         let first = words
             .iter()
-            .position(|w| !(w.contains('=') && !w.starts_with('-')))
+            .position(|w| !w.contains('=') || w.starts_with('-'))
             .unwrap_or(words.len());
         let words = &words[first..];
         if words.len() >= 2 && words[0] == "cargo" && words[1] == "xtask" {
