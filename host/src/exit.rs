@@ -522,8 +522,10 @@ fn forward_timer_levels<P: Probe>(
         if changed & bit != 0 {
             let level = levels & bit != 0;
             count(&mut state.stats.level_changes);
-            gic.with(|g| g.set_ppi_level(cpu, ppi, level));
+            // The probe first: what the model does with the level (its
+            // events, in a trace) follows the report.
             probe.timer_level(cpu, timer, level);
+            gic.with(|g| g.set_ppi_level(cpu, ppi, level));
         }
     }
     true

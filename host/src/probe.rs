@@ -66,8 +66,9 @@ pub trait Probe: Send {
         let _ = (cpu, exit);
     }
 
-    /// The loop forwarded a change of `timer`'s output on `cpu` to the GIC
-    /// model (while serving the exit last passed to [`Probe::exit`]).
+    /// The loop is forwarding a change of `timer`'s output on `cpu` to the
+    /// GIC model (while serving the exit last passed to [`Probe::exit`]);
+    /// the model takes it right after this returns.
     #[inline(always)]
     fn timer_level(&mut self, cpu: usize, timer: Timer, level: bool) {
         let _ = (cpu, timer, level);

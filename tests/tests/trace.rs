@@ -75,11 +75,13 @@ fn each_timer_interrupt_shows_level_report_irq_line_acknowledge_and_eoi_in_order
         .collect();
     events.sort_by_key(|e| arg_u64(e, "seq"));
 
-    // Walk the run in order: each interrupt must go level report →
-    // KVM_IRQ_LINE (raise) → acknowledge → EOI before the next begins.
+    // Walk the run in order: each interrupt must go level report → PPI 27
+    // pending in the model → KVM_IRQ_LINE (raise) → acknowledge → EOI
+    // before the next begins.
     #[derive(Debug, PartialEq)]
     enum Want {
         Level,
+        Pending,
         Raise,
         Acknowledge,
         Eoi,
@@ -90,7 +92,8 @@ fn each_timer_interrupt_shows_level_report_irq_line_acknowledge_and_eoi_in_order
         let name = e["name"].as_str().unwrap_or_default();
         let id = arg_u64(e, "id");
         want = match (want, name) {
-            (Want::Level, "timer level") if arg_u64(e, "level") == Some(1) => Want::Raise,
+            (Want::Level, "timer level") if arg_u64(e, "level") == Some(1) => Want::Pending,
+            (Want::Pending, "pending") if id == Some(VTIMER) => Want::Raise,
             (Want::Raise, "KVM_IRQ_LINE")
                 if arg_u64(e, "level") == Some(1) && arg_u64(e, "target") == Some(0) =>
             {

@@ -34,16 +34,23 @@ const ROW: f64 = 92.0;
 const SLICE: f64 = 18.0;
 /// Space above the first row (title) and below the last (time axis).
 const TOP: f64 = 40.0;
-const BOTTOM: f64 = 84.0;
+const BOTTOM: f64 = 102.0;
 
 /// The slice colours, for the legend: (fill, what it stands for).
-const LEGEND: [(&str, &str); 5] = [
+const LEGEND: [(&str, &str); 6] = [
     ("#b7d7f0", "KVM_RUN: the guest runs"),
-    ("#f2b5b5", "EINTR: a timer level report or a kick"),
-    ("#c9e7b5", "the VMM serves a GIC register access"),
+    ("#f2b5b5", "EINTR: a level report or a kick"),
+    ("#c9e7b5", "a GIC register access, served"),
     ("#f6c48a", "KVM_IRQ_LINE"),
     ("#dddddd", "other exits"),
+    ("#d9c8ef", "the guest's own timestamps"),
 ];
+
+/// The guest's slice from its timer's deadline to its IRQ vector (the
+/// VMM's `probes::trace::chrome`).
+const GUEST_FIRED: &str = "timer fired → IRQ vector";
+/// The trace's process of the guest's own timestamps.
+const GUEST_PID: u64 = 2;
 
 /// One event, as far as the picture needs it.
 #[derive(Clone, Debug)]
@@ -137,7 +144,16 @@ fn interrupt_window(trace: &Value, n: usize) -> Result<(f64, f64)> {
         .iter()
         .find(|e| e["name"] == "EOI" && e["args"]["id"] == 27)
         .ok_or_else(|| format!("timer interrupt {n} has no EOI in the trace"))?;
-    let a = all[start]["ts"].as_f64().unwrap_or(0.0);
+    let level = all[start]["ts"].as_f64().unwrap_or(0.0);
+    // The guest's own record of this interrupt, where the run has one,
+    // starts at the deadline, before KVM noticed it.
+    let a = events(trace)?
+        .iter()
+        .filter(|e| e["name"] == GUEST_FIRED)
+        .filter_map(|e| Some((e["ts"].as_f64()?, e["dur"].as_f64()?)))
+        .filter(|(ts, dur)| *ts <= level && ts + dur >= level)
+        .map(|(ts, _)| ts)
+        .fold(level, f64::min);
     let b = eoi["ts"].as_f64().unwrap_or(a);
     let margin = ((b - a) * 0.08).max(1.0);
     Ok((a - margin, b + margin))
@@ -238,7 +254,11 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
                         svg,
                         r##"<rect x="{x0:.1}" y="{top:.1}" width="{w:.1}" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.5"><title>{} ({dur:.1} µs)</title></rect>"##,
                         SLICE - 2.0,
-                        colour(&e.name),
+                        if e.track.0 == GUEST_PID {
+                            LEGEND[5].0
+                        } else {
+                            colour(&e.name)
+                        },
                         escape(&e.name)
                     );
                     if w > 6.5 * e.name.chars().count() as f64 + 4.0 {
@@ -296,9 +316,12 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
         axis_y + 36.0,
         format_us(from)
     );
-    let mut lx = LABEL_WIDTH;
+    let (mut lx, mut ly) = (LABEL_WIDTH, axis_y + 62.0);
     for (fill, text) in LEGEND {
-        let ly = axis_y + 62.0;
+        let needs = 24.0 + 6.2 * text.chars().count() as f64;
+        if lx + needs > width {
+            (lx, ly) = (LABEL_WIDTH, ly + 18.0);
+        }
         let _ = writeln!(
             svg,
             r##"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{fill}" stroke="#333" stroke-width="0.5"/><text x="{:.1}" y="{ly:.1}">{}</text>"##,
@@ -306,7 +329,7 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
             lx + 16.0,
             escape(text)
         );
-        lx += 24.0 + 6.2 * text.chars().count() as f64;
+        lx += needs;
     }
     svg.push_str("</svg>\n");
     Ok(svg)
@@ -335,7 +358,7 @@ fn format_us(t: f64) -> String {
 
 /// A fill colour per kind of slice.
 fn colour(name: &str) -> &'static str {
-    let [run, eintr, gic, line, other] = LEGEND.map(|(fill, _)| fill);
+    let [run, eintr, gic, line, other, _] = LEGEND.map(|(fill, _)| fill);
     if name == "KVM_RUN" {
         run
     } else if name.starts_with("KVM_IRQ_LINE") {
