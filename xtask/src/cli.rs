@@ -57,7 +57,7 @@ pub enum Verb {
     /// initramfs whose /init prints when it started, the kernel's uptime then and
     /// /proc/interrupts, and powers off. Ends with
     /// `linux: VMM start to init X s, kernel uptime at init Y s, exit N`.
-    /// Defaults: --kernel <cached vmlinuz> --initrd target/linux/initramfs.cpio
+    /// Defaults: --kernel (the cached vmlinuz) --initrd target/linux/initramfs.cpio
     /// --cmdline "console=ttyAMA0 panic=-1 quiet rdinit=/init" --ram-mib 256 --timeout 600.
     /// VMM ARGS come after them and the VMM takes the last of a repeated option, so your own
     /// --kernel, --initrd, --cmdline, --ram-mib or --timeout replace the defaults (--cpus N,
