@@ -216,9 +216,13 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
     let mut runs = Vec::new();
     for (chip, r) in o.irqchips.iter().zip(&results) {
         if r.exit_code != Some(0) {
+            let ended = match r.exit_code {
+                Some(code) => format!("exit code {code}"),
+                None => "no exit code: it never finished".to_string(),
+            };
             return Err(format!(
-                "the {chip} irqchip run failed (exit {:?}):\n{}",
-                r.exit_code, r.console
+                "the {chip} irqchip run failed ({ended}):\n{}",
+                r.console
             ));
         }
         runs.push(read_run(r, chip, o.raw)?);
