@@ -381,7 +381,8 @@ fn decade_label(decade: i32) -> String {
     format!("{value} {}", units[unit as usize])
 }
 
-fn ns(x: f64) -> String {
+/// A duration in ns as people read it: `812 ns`, `3.4 us`, `1.25 ms` (`-` for none).
+pub fn ns(x: f64) -> String {
     if x.is_nan() {
         "-".into()
     } else if x >= 1e6 {

@@ -93,6 +93,24 @@ pub enum Verb {
     BenchBoot(crate::boot_bench::Args),
     /// Build the firmware image, the VMM and the inits; print their paths.
     Build,
+    /// The conformance suite of the userspace-irqchip path on several kernels, as a matrix.
+    ///
+    /// One nested boot per kernel (Debian arm64 packages, fetched and cached in target/l1 like
+    /// the default L1 kernel), each running: the timer program with no flags, every GIC
+    /// scenario, the SMP scenarios and smp-timer on 4 vCPUs, ipi-stress with the owner-thread
+    /// rule (nothing may be lost) and with cross-thread injection (lost IPIs counted; every one
+    /// must still be accounted for), and a short benchmark. Prints a matrix (check x kernel);
+    /// exits 1 if any check failed. Default kernels: the pinned one, the newest Debian 12 6.1
+    /// kernel, and 6.1.0-47 (Linux 6.1.170, without the WFI wake-up fix).
+    #[command(verbatim_doc_comment)]
+    Kernels {
+        /// Debian kernel packages, e.g. linux-image-6.1.0-47-arm64-unsigned.
+        #[arg(value_name = "PACKAGE")]
+        packages: Vec<String>,
+        /// Write the matrix as JSON to PATH.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
     /// Draw part of a VMM trace (`cargo xtask run -- --trace FILE`) as an SVG timeline.
     ///
     /// One row per track (each vCPU, each GIC CPU interface, the guest's own timestamps),
@@ -194,7 +212,7 @@ mod tests {
     }
 
     /// Each verb's options, as its `--help` must name them.
-    const VERBS: [(&str, &[&str]); 6] = [
+    const VERBS: [(&str, &[&str]); 7] = [
         ("run", &["--linux", "VMM ARGS"]),
         ("test", &[]),
         (
@@ -211,6 +229,7 @@ mod tests {
         ("bench-boot", &["--runs", "--cpus", "--json"]),
         ("build", &[]),
         ("trace-svg", &["--interrupt", "--from", "--to", "--title"]),
+        ("kernels", &["PACKAGE", "--json"]),
     ];
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`process`]: runs a child in a process group of its own with a
 //!   deadline, reading its output, and stops the group when xtask is
 //!   interrupted.
+//! - [`kernels`]: the conformance suite on several kernels, as a matrix.
 //! - [`jobs`]: runs VMM invocations, natively or inside L1, and collects
 //!   their console output and exit codes.
 //! - [`linux`]: Linux as the VMM's guest: its initramfs, the job that boots
@@ -31,6 +32,7 @@ pub mod build;
 pub mod cli;
 pub mod cpio;
 pub mod jobs;
+pub mod kernels;
 pub mod l1;
 pub mod linux;
 pub mod process;

@@ -8,6 +8,7 @@
 //! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
 //! cargo xtask build               build the firmware image, VMM and the inits
 //! cargo xtask trace-svg IN OUT    part of a VMM trace as an SVG timeline
+//! cargo xtask kernels [PACKAGE]   the conformance suite on several kernels
 //! cargo xtask help [COMMAND]      the commands, or one command's options
 //! ```
 //!
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Verb::BenchBoot(args) => build::for_running(true)
             .and_then(|a| xtask::boot_bench::run_with(&a, &args.into()))
             .map(|_| ExitCode::SUCCESS),
+        Verb::Kernels { packages, json } => kernels(packages, json.as_deref()),
         Verb::TraceSvg {
             trace,
             svg,
@@ -63,6 +65,37 @@ fn main() -> ExitCode {
             ExitCode::from(XTASK_ERROR)
         }
     }
+}
+
+/// `kernels`: the suite on each kernel, the matrix, its JSON.
+fn kernels(packages: Vec<String>, json: Option<&Path>) -> Result<ExitCode> {
+    use xtask::kernels;
+    let packages = if packages.is_empty() {
+        kernels::default_packages()
+    } else {
+        packages
+    };
+    if let Some(path) = json {
+        std::fs::File::create(path)
+            .map_err(|e| format!("cannot write the matrix to {}: {e}", path.display()))?;
+    }
+    let artifacts = build::for_running(false)?;
+    let columns = kernels::run(&artifacts, &packages)?;
+    let checks = kernels::suite();
+    println!("{}", kernels::table(&checks, &columns));
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&kernels::to_json(&checks, &columns))
+            .map_err(|e| format!("cannot encode the matrix: {e}"))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write the matrix to {}: {e}", path.display()))?;
+        progress(format!("wrote {}", path.display()));
+    }
+    let all = columns.iter().all(|c| c.cells.iter().all(|cell| cell.pass));
+    Ok(if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `trace-svg`: reads the trace, draws the window, writes the picture.

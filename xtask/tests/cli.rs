@@ -16,7 +16,7 @@ fn xtask(args: &[&str]) -> Output {
 
 #[test]
 fn every_verb_s_help_exits_0_and_names_its_options() {
-    let verbs: [(&str, &[&str]); 6] = [
+    let verbs: [(&str, &[&str]); 7] = [
         ("run", &["--linux", "[-- <VMM ARGS>...]"]),
         ("test", &[]),
         (
@@ -33,6 +33,7 @@ fn every_verb_s_help_exits_0_and_names_its_options() {
         ("bench-boot", &["--runs", "--cpus", "--json"]),
         ("build", &[]),
         ("trace-svg", &["--interrupt", "--from", "--to", "--title"]),
+        ("kernels", &["PACKAGE", "--json"]),
     ];
     for (verb, options) in verbs {
         let out = xtask(&[verb, "--help"]);
