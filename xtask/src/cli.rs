@@ -104,7 +104,8 @@ pub enum Verb {
     /// kernel, and 6.1.0-47 (Linux 6.1.170, without the WFI wake-up fix).
     #[command(verbatim_doc_comment)]
     Kernels {
-        /// Debian kernel packages, e.g. linux-image-6.1.0-47-arm64-unsigned.
+        /// Debian kernel packages (linux-image-6.1.0-47-arm64-unsigned), or paths to kernel
+        /// images of your own (anything with a `/`: ./arch/arm64/boot/Image).
         #[arg(value_name = "PACKAGE")]
         packages: Vec<String>,
         /// Write the matrix as JSON to PATH.

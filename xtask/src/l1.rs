@@ -131,7 +131,18 @@ fn check_package_name(name: &str) -> std::result::Result<(), &'static str> {
 /// Returns the path of the kernel from Debian package `package` (the pinned
 /// one, or a fallback, when `None`), downloading it once if needed.
 /// `UIRQ_L1_KERNEL` still takes precedence over the default.
+///
+/// A `package` with a `/` in it is a path to a kernel image of your own
+/// (Debian package names never hold one): it is used as it is.
 pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
+    if let Some(own) = package.filter(|p| p.contains('/')) {
+        let path = PathBuf::from(own);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{own} does not name a kernel image file"))
+        };
+    }
     if let (None, Some(path)) = (package, std::env::var_os("UIRQ_L1_KERNEL")) {
         let path = PathBuf::from(path);
         return if path.is_file() {
@@ -1135,6 +1146,19 @@ mod tests {
         let mut total = MAX_FETCHED;
         big.push("AAAA", &mut total);
         assert!(big.finish(3).unwrap_err().contains("larger than"));
+    }
+
+    // A path (anything with a `/`) is a kernel of the user's own, used as
+    // it is, never looked up as a package.
+    #[test]
+    fn a_kernel_given_by_path_is_used_as_it_is() {
+        let path = std::env::temp_dir().join(format!("uirq-own-Image-{}", std::process::id()));
+        std::fs::write(&path, b"not really a kernel").unwrap();
+        let given = path.display().to_string();
+        assert_eq!(ensure_kernel_package(Some(&given)), Ok(path.clone()));
+        std::fs::remove_file(&path).unwrap();
+        let err = ensure_kernel_package(Some(&given)).unwrap_err();
+        assert!(err.contains("does not name a kernel image file"), "{err}");
     }
 
     const TAG: &str = "5f0c9e2a41d7b3c8e6f1a0b9c2d4e7f3";
