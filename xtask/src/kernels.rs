@@ -2,8 +2,10 @@
 //! path, run on several kernels, one nested boot each, as a matrix.
 //!
 //! The suite ([`suite`]) is what this project knows to break on a kernel:
-//! the plain timer program with no flags (the WFI wake-up bug hangs it
-//! where the VMM cannot work around it), every GIC scenario, the SMP
+//! the VMM's probe of the kernel (its live WFI wake-up check), the plain
+//! timer program with no flags (the VMM works around the WFI wake-up bug
+//! where the probe finds it) and with `--no-probe` (where the bug hangs
+//! it until its timeout), every GIC scenario, the SMP
 //! scenarios and `smp-timer` on 4 vCPUs, `ipi-stress` under the
 //! owner-thread rule (no IPI may be lost) and with cross-thread injection
 //! (the kernel race: lost IPIs are counted, and every one must still be
@@ -46,6 +48,8 @@ enum Judge {
     IpiAccounted,
     /// The benchmark's report: vtimer p50 and p99.
     Bench,
+    /// `uirq-vmm --probe --json`: the live WFI wake-up check's verdict.
+    Probe,
 }
 
 /// One check of the suite: a name, the VMM arguments, how to judge it.
@@ -68,11 +72,17 @@ fn check(name: &str, args: &[&str], judge: Judge) -> Check {
 
 /// The conformance suite, in matrix order.
 pub fn suite() -> Vec<Check> {
-    let mut checks = vec![check(
-        "timer, no flags",
-        &["--timeout", "60"],
-        Judge::Status,
-    )];
+    let mut checks = vec![
+        check("probe: WFI wake-up", &["--probe", "--json"], Judge::Probe),
+        check("timer, no flags", &["--timeout", "60"], Judge::Status),
+        // Without the probe's automatic kick: a kernel with the WFI bug
+        // hangs here, and the VMM names the bug when the timeout ends it.
+        check(
+            "timer, --no-probe",
+            &["--no-probe", "--timeout", "20"],
+            Judge::Status,
+        ),
+    ];
     for p in Program::scenarios() {
         checks.push(check(
             p.name(),
@@ -198,6 +208,35 @@ fn judge(check: &Check, result: &JobResult) -> Cell {
             }
             None => failed(format!("{exit_text}, no summary")),
         },
+        Judge::Probe => {
+            let verdict = result
+                .console
+                .lines()
+                .find(|l| l.starts_with('{'))
+                .and_then(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|j| j["wfi_wakeup"].clone());
+            match (code, verdict) {
+                (Some(0), Some(wfi)) => {
+                    let name = wfi["verdict"].as_str().unwrap_or("missing").to_string();
+                    let text = match name.as_str() {
+                        "wakes" => "wakes".to_string(),
+                        "bug_present" => "bug (no 4ce98bf0865c)".to_string(),
+                        other => other.replace('_', " "),
+                    };
+                    Cell {
+                        pass: name == "wakes" || name == "bug_present",
+                        text,
+                        figures: json!({
+                            "exit_code": 0,
+                            "verdict": name,
+                            "cost_us": wfi["cost_us"],
+                            "report_after_us": wfi["report_after_us"],
+                        }),
+                    }
+                }
+                _ => failed(format!("{exit_text}, no report")),
+            }
+        }
         Judge::Bench => {
             let vtimer = result
                 .report(report::BENCH)
@@ -389,7 +428,8 @@ mod tests {
         for p in Program::scenarios().chain(Program::smp_scenarios()) {
             assert!(checks.iter().any(|c| c.name == p.name()), "{}", p.name());
         }
-        for c in &checks {
+        // The probe runs no guest; every other job is bounded.
+        for c in checks.iter().filter(|c| c.judge != Judge::Probe) {
             assert!(
                 c.job.iter().any(|a| a == "--timeout"),
                 "{} has no timeout",
@@ -426,6 +466,15 @@ mod tests {
             Some((5, 4, 1))
         );
         assert!(!judge(by("bench vtimer p50/p99"), &result(0, "")).pass);
+        // The probe's verdict, read from its JSON line.
+        let probe = by("probe: WFI wake-up");
+        let doc = |v: &str| format!("{{\"wfi_wakeup\":{{\"verdict\":\"{v}\",\"cost_us\":900}}}}\n");
+        let bug = judge(probe, &result(0, &doc("bug_present")));
+        assert!(bug.pass);
+        assert_eq!(bug.text, "bug (no 4ce98bf0865c)");
+        assert_eq!(judge(probe, &result(0, &doc("wakes"))).text, "wakes");
+        assert!(!judge(probe, &result(0, &doc("inconclusive"))).pass);
+        assert!(!judge(probe, &result(125, "uirq-vmm: unknown option")).pass);
     }
 
     #[test]
