@@ -18,7 +18,8 @@
 //! userspace irqchip and no `--kick-every-us` first runs the check (unless
 //! `--no-probe`); where the bug is present it kicks every vCPU out of
 //! `KVM_RUN` every [`AUTO_KICK_US`] microseconds, the workaround, and says
-//! so in one line ([`auto_kick_notice`]). A run that names its own
+//! so in one line ([`auto_kick_notice`]); so it does, to be safe, where the
+//! check could not tell ([`inconclusive_notice`]). A run that names its own
 //! `--kick-every-us`, and a run on KVM's in-kernel vGIC, need no check.
 
 use serde::{Deserialize, Serialize};
@@ -338,14 +339,14 @@ fn wfi_line(w: &WfiCheck) -> String {
     let cost = format!("check took {:.1} ms", w.cost_us as f64 / 1000.0);
     match w.verdict {
         WfiVerdict::Wakes => format!(
-            "a vCPU in WFI wakes for its own timer with the irqchip in userspace ({}; {cost})",
+            "a vCPU in WFI wakes for its own timer with the irqchip in userspace: {}; {cost}",
             w.detail
         ),
         WfiVerdict::BugPresent => format!(
-            "the bug is present: a vCPU in WFI is not woken by its own timer with the irqchip in userspace; the level report only came with a kick (Linux commit {WFI_FIX_COMMIT} fixes it; the VMM kicks every {AUTO_KICK_US} us unless told otherwise) ({}; {cost})",
+            "the bug is present (Linux commit {WFI_FIX_COMMIT} fixes it): a vCPU in WFI is not woken by its own timer with the irqchip in userspace: {}; {cost}; runs kick the vCPUs every {AUTO_KICK_US} us unless told otherwise",
             w.detail
         ),
-        WfiVerdict::Inconclusive => format!("could not tell: {} ({cost})", w.detail),
+        WfiVerdict::Inconclusive => format!("could not tell: {}; {cost}", w.detail),
         WfiVerdict::NotRun => format!("not checked: {}", w.detail),
     }
 }
@@ -380,10 +381,11 @@ pub fn plan_kicks(kick_every_us: Option<u64>, irqchip: IrqchipKind, no_probe: bo
 }
 
 /// The kick period after a [`KickPlan::Check`]: [`AUTO_KICK_US`] where the
-/// bug is present, none otherwise (an inconclusive check changes nothing:
-/// [`inconclusive_notice`] says what to do should the guest hang).
+/// bug is present, and where the check could not tell (kicks cost a few
+/// exits a millisecond on a kernel that did not need them; a guest hung
+/// for good costs the run), none where the kernel wakes the vCPU.
 pub fn kicks_after_check(verdict: WfiVerdict) -> Option<u64> {
-    (verdict == WfiVerdict::BugPresent).then_some(AUTO_KICK_US)
+    matches!(verdict, WfiVerdict::BugPresent | WfiVerdict::Inconclusive).then_some(AUTO_KICK_US)
 }
 
 /// The one line a run prints when it turns the workaround on by itself.
@@ -396,7 +398,7 @@ pub fn auto_kick_notice(release: &str) -> String {
 /// The one line a run prints when the check could not tell.
 pub fn inconclusive_notice(detail: &str) -> String {
     format!(
-        "uirq-vmm: could not tell whether this kernel wakes a vCPU in WFI for its timer ({detail}); should the guest hang, --kick-every-us {AUTO_KICK_US} works around it"
+        "uirq-vmm: could not tell whether this kernel wakes a vCPU in WFI for its timer ({detail}); kicking the vCPUs every {AUTO_KICK_US} us in case it does not (--kick-every-us N sets the period, --no-probe skips the check)"
     )
 }
 
@@ -614,13 +616,10 @@ mod tests {
     }
 
     #[test]
-    fn the_bug_present_turns_on_1000_us_kicks_and_nothing_else_does() {
+    fn the_bug_present_or_an_inconclusive_check_turns_on_1000_us_kicks() {
         assert_eq!(kicks_after_check(WfiVerdict::BugPresent), Some(1000));
-        for v in [
-            WfiVerdict::Wakes,
-            WfiVerdict::Inconclusive,
-            WfiVerdict::NotRun,
-        ] {
+        assert_eq!(kicks_after_check(WfiVerdict::Inconclusive), Some(1000));
+        for v in [WfiVerdict::Wakes, WfiVerdict::NotRun] {
             assert_eq!(kicks_after_check(v), None, "{v:?}");
         }
         let notice = auto_kick_notice("6.1.0-47-arm64");
@@ -635,7 +634,8 @@ mod tests {
             assert!(notice.contains(part), "{part}: {notice}");
         }
         let notice = inconclusive_notice("the timer never fired");
-        assert!(notice.contains("--kick-every-us 1000"), "{notice}");
+        assert!(notice.contains("every 1000 us"), "{notice}");
+        assert!(notice.contains("--no-probe"), "{notice}");
     }
 
     /// `MRS Xt, <reg>` (`read`) or `MSR <reg>, Xt` from the register's
