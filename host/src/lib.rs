@@ -22,6 +22,9 @@
 //! - [`fuzzing`] decodes fuzzer bytes into runs of the whole MMIO bus and of
 //!   the benchmark decoder, with their invariants (the cargo-fuzz targets in
 //!   `fuzz/` and the corpus replay tests share it).
+//! - [`host_kernel`] is what `uirq-vmm --probe` reports about the host
+//!   kernel (release, KVM capabilities, whether a vCPU in WFI wakes for its
+//!   timer) and the start-up decision to kick vCPUs where it does not.
 //! - [`ratelimit`] keeps the log lines a guest can trigger (an access
 //!   nothing claims, a GIC register misused) to a few per cause.
 //! - [`seccomp`] is the sandbox: each thread's system-call allowlist, and
@@ -38,6 +41,7 @@ pub mod console;
 pub mod devices;
 pub mod exit;
 pub mod fuzzing;
+pub mod host_kernel;
 pub mod irqchip;
 #[cfg(target_arch = "aarch64")]
 pub mod kvm;

@@ -25,7 +25,7 @@ use uirq_host::irqchip::Injection;
 struct Args {
     /// Flat firmware image to load at the start of guest RAM (the project's
     /// firmware; `--program` picks what it runs).
-    #[arg(long, value_name = "PATH", required_unless_present_any = ["kernel", "dump_dtb"], conflicts_with = "kernel")]
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["kernel", "dump_dtb", "probe"], conflicts_with = "kernel")]
     image: Option<PathBuf>,
 
     /// A kernel to boot as QEMU's `-kernel` does (Linux's arm64 boot
@@ -142,6 +142,27 @@ struct Args {
     /// timer when the irqchip is in userspace (Linux before 4ce98bf0865c).
     #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
     kick_every_us: Option<u64>,
+
+    /// Skip the start-up check of whether this kernel wakes a vCPU waiting
+    /// in WFI for its own timer with the irqchip in userspace. By default a
+    /// run with the userspace irqchip and no --kick-every-us runs it (a
+    /// throwaway VM, a few milliseconds) and, where the kernel lacks the fix
+    /// (Linux commit 4ce98bf0865c), kicks the vCPUs every 1000 us and says
+    /// so.
+    #[arg(long)]
+    no_probe: bool,
+
+    /// Print what the host kernel offers and exit: its release, the KVM API
+    /// version, every KVM capability this VMM uses or could use (present or
+    /// absent, with its number), and whether a vCPU waiting in WFI wakes
+    /// for its own timer with the irqchip in userspace (checked live in a
+    /// throwaway VM). Only --kvm-device and --json matter with it.
+    #[arg(long, conflicts_with_all = ["no_probe", "dump_dtb"])]
+    probe: bool,
+
+    /// With --probe: print the report as one JSON document on one line.
+    #[arg(long, requires = "probe")]
+    json: bool,
 
     /// The KVM device to use.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
@@ -391,6 +412,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(filter);
+    if args.probe {
+        return match probe(&args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("uirq-vmm: {}", chain(&err));
+                ExitCode::from(VMM_ERROR as u8)
+            }
+        };
+    }
     match prepare(&args).and_then(|boot| match boot {
         Some(boot) => run(&args, boot, tag.as_deref()),
         None => Ok(ExitCode::SUCCESS),
@@ -468,6 +498,81 @@ fn boot_args(args: &Args) -> [u64; 3] {
     }
 }
 
+/// `--probe`: the host kernel's report, as text or (`--json`) one JSON
+/// document, on standard output.
+#[cfg(target_arch = "aarch64")]
+fn probe(args: &Args) -> anyhow::Result<ExitCode> {
+    let report = uirq_host::kvm::host_probe::probe(&args.kvm_device)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn probe(_args: &Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "uirq-vmm needs an aarch64 Linux host with KVM, and this is {}; `cargo xtask probe` boots one under QEMU",
+        std::env::consts::ARCH
+    )
+}
+
+/// The start-up decision for `--irqchip`, `--kick-every-us` and
+/// `--no-probe`.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+fn kick_plan(args: &Args) -> uirq_host::host_kernel::KickPlan {
+    use uirq_host::host_kernel::{plan_kicks, IrqchipKind};
+    let irqchip = match args.irqchip {
+        IrqchipArg::User => IrqchipKind::User,
+        IrqchipArg::Kernel => IrqchipKind::Kernel,
+    };
+    plan_kicks(args.kick_every_us, irqchip, args.no_probe)
+}
+
+/// The kick period of the run: the user's, or, where the start-up check
+/// finds the WFI wake-up bug, the workaround's (with a notice). A check
+/// that cannot open KVM changes nothing: the run itself says what is
+/// wrong.
+#[cfg(target_arch = "aarch64")]
+fn kick_period_us(args: &Args) -> Option<u64> {
+    use uirq_host::host_kernel::{self, KickPlan, Uname, WfiVerdict};
+    match kick_plan(args) {
+        KickPlan::Given(us) => Some(us),
+        KickPlan::None => None,
+        KickPlan::Check => {
+            let kvm = match uirq_host::kvm::vm::open_kvm(&args.kvm_device) {
+                Ok(kvm) => kvm,
+                Err(e) => {
+                    tracing::debug!("WFI wake-up check not run: {e}");
+                    return None;
+                }
+            };
+            let check = uirq_host::kvm::host_probe::check_wfi(&kvm);
+            tracing::info!(
+                "WFI wake-up check: {} in {:.1} ms ({})",
+                check.verdict.name(),
+                check.cost_us as f64 / 1000.0,
+                check.detail
+            );
+            match check.verdict {
+                WfiVerdict::BugPresent => {
+                    eprintln!(
+                        "{}",
+                        host_kernel::auto_kick_notice(&Uname::current().release)
+                    )
+                }
+                WfiVerdict::Inconclusive => {
+                    eprintln!("{}", host_kernel::inconclusive_notice(&check.detail))
+                }
+                WfiVerdict::Wakes | WfiVerdict::NotRun => {}
+            }
+            host_kernel::kicks_after_check(check.verdict)
+        }
+    }
+}
+
 #[cfg(target_arch = "aarch64")]
 fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
@@ -488,6 +593,8 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // Before the sandbox: the check builds a VM of its own and a thread.
+    let kick_every_us = kick_period_us(args);
     if !args.no_seccomp {
         // Before any thread starts: each one puts itself under its filter.
         uirq_host::seccomp::enable(kvm::kick::kick_signal())?;
@@ -513,7 +620,7 @@ fn run(args: &Args, boot: Boot, tag: Option<&str>) -> anyhow::Result<ExitCode> {
     };
     let options = RunOptions {
         timeout: args.timeout,
-        kick_every: args.kick_every_us.map(Duration::from_micros),
+        kick_every: kick_every_us.map(Duration::from_micros),
         injection: args.irq_injection,
         bench,
         console_input: true,
@@ -829,7 +936,7 @@ fn verdict<P>(
             );
             if let Some(ms) = missed_ms {
                 eprintln!(
-                    "uirq-vmm: the guest's virtual timer had fired {ms} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases); `--kick-every-us 1000` works around it"
+                    "uirq-vmm: the guest's virtual timer had fired {ms} ms earlier, but KVM reported it only when the timeout kicked the vCPU: this kernel does not wake a vCPU waiting in WFI when the irqchip is in userspace (fixed by Linux commit 4ce98bf0865c, in 6.12.88 and later 6.1 stable releases); `--kick-every-us 1000` works around it (the VMM turns it on by itself where its start-up check finds the bug, unless --no-probe)"
                 );
             }
             ExitCode::from(VMM_TIMEOUT as u8)
@@ -1207,6 +1314,68 @@ mod tests {
         assert_eq!(j["mmio_by_device"]["unclaimed"], 1);
         assert_eq!(j["run_ms"], 1500.0);
         assert_eq!(j["irqchip"], "user");
+    }
+
+    // --probe needs no payload and ignores the run's options (a job adds
+    // --image anyway); --json only goes with it, and --probe does not go
+    // with --no-probe or --dump-dtb.
+    #[test]
+    fn probe_needs_nothing_else_and_json_needs_probe() {
+        let a = Args::try_parse_from(["uirq-vmm", "--probe"]).unwrap();
+        assert!(a.probe && !a.json);
+        let a = Args::try_parse_from(["uirq-vmm", "--probe", "--json"]).unwrap();
+        assert!(a.probe && a.json);
+        let a = Args::try_parse_from([
+            "uirq-vmm",
+            "--image",
+            "g",
+            "--probe",
+            "--ticks",
+            "5",
+            "--kvm-device",
+            "/dev/other",
+        ])
+        .unwrap();
+        assert!(a.probe);
+        assert_eq!(a.kvm_device, PathBuf::from("/dev/other"));
+        for bad in [
+            &["uirq-vmm", "--image", "g", "--json"][..],
+            &["uirq-vmm", "--probe", "--no-probe"],
+            &["uirq-vmm", "--probe", "--dump-dtb", "x.dtb"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?} was accepted");
+        }
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for option in ["--probe", "--json", "--no-probe", "4ce98bf0865c"] {
+            assert!(help.contains(option), "{option}: {help}");
+        }
+    }
+
+    // The check runs for a userspace-irqchip run without a period of its
+    // own, unless --no-probe; --kick-every-us wins; the in-kernel vGIC
+    // needs none.
+    #[test]
+    fn the_start_up_check_follows_the_command_line() {
+        use uirq_host::host_kernel::KickPlan;
+        let plan = |extra: &[&str]| {
+            let mut argv = vec!["uirq-vmm", "--image", "g"];
+            argv.extend(extra);
+            kick_plan(&Args::try_parse_from(argv).unwrap())
+        };
+        assert_eq!(plan(&[]), KickPlan::Check);
+        assert_eq!(plan(&["--no-probe"]), KickPlan::None);
+        assert_eq!(plan(&["--kick-every-us", "500"]), KickPlan::Given(500));
+        assert_eq!(
+            plan(&["--kick-every-us", "500", "--no-probe"]),
+            KickPlan::Given(500)
+        );
+        assert_eq!(plan(&["--irqchip", "kernel"]), KickPlan::None);
+        assert_eq!(
+            plan(&["--irqchip", "kernel", "--kick-every-us", "2000"]),
+            KickPlan::Given(2000)
+        );
     }
 
     // The sandbox is on unless asked otherwise, and --help says how.

@@ -137,3 +137,26 @@ fn dump_dtb_writes_the_generated_tree_and_runs_nothing() {
         "--dtb is used as given"
     );
 }
+
+// `--probe` needs no payload: on a machine that cannot run the VMM it is
+// the one sentence saying so (the payload is not even looked at), and its
+// usage errors are the VMM's usual sentence and code.
+#[test]
+fn probe_runs_without_a_payload_or_is_refused_in_one_sentence() {
+    if cfg!(target_arch = "aarch64") {
+        // There it opens KVM: the end-to-end tests cover it.
+        return;
+    }
+    refused(&[os("--probe")], "needs an aarch64 Linux host");
+    refused(
+        &[
+            os("--probe"),
+            os("--json"),
+            os("--image"),
+            os("/no/such/image"),
+        ],
+        "`cargo xtask probe`",
+    );
+    refused(&[os("--json"), os("--image"), os("g.bin")], "required");
+    refused(&[os("--probe"), os("--no-probe")], "--no-probe");
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask run [-- VMM ARGS]   build everything and boot the firmware
 //! cargo xtask run --linux [-- VMM ARGS]   boot Linux on the VMM instead
+//! cargo xtask probe [--json]      what the host kernel offers the VMM
 //! cargo xtask test                every check and test, as CI runs them
 //! cargo xtask bench-latency       interrupt latency, userspace GIC vs in-kernel vGIC
 //! cargo xtask bench-boot          Linux boot to init, userspace GIC vs in-kernel vGIC
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     };
     let result = match verb {
         Verb::Run { linux, vmm_args } => run(linux, vmm_args),
+        Verb::Probe { json } => probe(json),
         Verb::Test => test(),
         Verb::Build => build_only(),
         Verb::BenchLatency(args) => build::for_running(false)
@@ -204,6 +206,39 @@ fn run(linux: bool, args: Vec<String>) -> Result<ExitCode> {
         println!("{}", linux_summary(result.mark, &result.console, code));
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `probe`: `uirq-vmm --probe` where the VMM runs, its output as it
+/// comes (the report on standard output; where it ran on standard error).
+fn probe(json: bool) -> Result<ExitCode> {
+    let artifacts = build::for_running(false)?;
+    let (env, results) = jobs::run(
+        &artifacts,
+        &[probe_job(json)],
+        "probe",
+        Some(&|line: &str| println!("{line}")),
+        PROBE_WALL_TIMEOUT,
+    )?;
+    match env.qemu {
+        Some(q) => progress(format!("probed nested: L1 kernel {}, {q}", env.kernel)),
+        None => progress(format!("probed natively on kernel {}", env.kernel)),
+    }
+    let code = results[0]
+        .exit_code
+        .ok_or("the VMM did not finish (no exit status came back)")?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Bounds `probe`, the nested boot included.
+const PROBE_WALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The VMM invocation of `probe`.
+fn probe_job(json: bool) -> Vec<String> {
+    let mut job = vec!["--probe".to_string()];
+    if json {
+        job.push("--json".to_string());
+    }
+    job
 }
 
 /// The closing line of `run --linux`.
@@ -462,6 +497,12 @@ mod tests {
         );
         assert!(run_wall_timeout(Some("soon"), &args(&[])).is_err());
         assert!(run_wall_timeout(Some("0"), &args(&[])).is_err());
+    }
+
+    #[test]
+    fn probe_runs_the_vmm_s_probe() {
+        assert_eq!(probe_job(false), ["--probe"]);
+        assert_eq!(probe_job(true), ["--probe", "--json"]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ fn xtask(args: &[&str]) -> Output {
 fn every_verb_s_help_exits_0_and_names_its_options() {
     let verbs: [(&str, &[&str]); 7] = [
         ("run", &["--linux", "[-- <VMM ARGS>...]"]),
+        ("probe", &["--json"]),
         ("test", &[]),
         (
             "bench-latency",
@@ -67,6 +68,7 @@ fn usage_errors_exit_with_xtask_s_code_in_one_sentence() {
         &["run", "--ticks", "5"][..],
         &["no-such-verb"],
         &["bench-boot", "--runs", "0"],
+        &["probe", "--cpus", "2"],
     ] {
         let out = xtask(bad);
         let err = String::from_utf8_lossy(&out.stderr);

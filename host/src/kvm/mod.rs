@@ -16,12 +16,14 @@
 //! [`vcpu`] is the run loop that does both around each exit, one thread
 //! per vCPU; [`control`] is what those threads share to stop together and
 //! to kick each other; [`kick`] gets a vCPU thread out of `KVM_RUN` from
-//! another thread. With [`RunOptions::console_input`], [`run`] also feeds
-//! the VMM's standard input into the UART from a thread of its own
-//! (`crate::console`).
+//! another thread; [`host_probe`] asks KVM what it offers and checks, in a
+//! throwaway VM, whether a vCPU in WFI wakes for its timer. With
+//! [`RunOptions::console_input`], [`run`] also feeds the VMM's standard
+//! input into the UART from a thread of its own (`crate::console`).
 
 pub mod clock;
 pub mod control;
+pub mod host_probe;
 pub mod kick;
 pub mod regs;
 pub mod vcpu;

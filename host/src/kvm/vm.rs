@@ -167,6 +167,16 @@ pub const KVM_API_VERSION: i32 = 12;
 /// Opens the KVM device (normally `/dev/kvm`), checks that it is KVM, and
 /// that the kernel supports a userspace irqchip.
 pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
+    let kvm = open_device(device)?;
+    if kvm.check_extension_raw(KVM_CAP_ARM_USER_IRQ.into()) <= 0 {
+        return Err(KvmError::NoUserIrq);
+    }
+    Ok(kvm)
+}
+
+/// Opens the KVM device and checks that it is KVM, whatever it offers
+/// (`uirq-vmm --probe` reports a KVM without a userspace irqchip too).
+pub fn open_device(device: &std::path::Path) -> Result<Kvm, KvmError> {
     use std::os::unix::ffi::OsStrExt;
     let no_kvm = |source| KvmError::NoKvm {
         path: device.display().to_string(),
@@ -190,9 +200,6 @@ pub fn open_kvm(device: &std::path::Path) -> Result<Kvm, KvmError> {
             path: device.display().to_string(),
             answer,
         });
-    }
-    if kvm.check_extension_raw(KVM_CAP_ARM_USER_IRQ.into()) <= 0 {
-        return Err(KvmError::NoUserIrq);
     }
     Ok(kvm)
 }
