@@ -227,7 +227,7 @@ mod tests {
     }
 
     /// Each verb's options, as its `--help` must name them.
-    const VERBS: [(&str, &[&str]); 7] = [
+    const VERBS: [(&str, &[&str]); 8] = [
         ("run", &["--linux", "VMM ARGS"]),
         ("probe", &["--json"]),
         ("test", &[]),

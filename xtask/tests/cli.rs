@@ -16,7 +16,7 @@ fn xtask(args: &[&str]) -> Output {
 
 #[test]
 fn every_verb_s_help_exits_0_and_names_its_options() {
-    let verbs: [(&str, &[&str]); 7] = [
+    let verbs: [(&str, &[&str]); 8] = [
         ("run", &["--linux", "[-- <VMM ARGS>...]"]),
         ("probe", &["--json"]),
         ("test", &[]),
