@@ -2,8 +2,12 @@
 //! machine: the payload is read and checked before KVM is opened, so the
 //! build machine can run these.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
+
+use common::image;
 
 const VMM: &str = env!("CARGO_BIN_EXE_uirq-vmm");
 
@@ -49,14 +53,6 @@ fn refused(args: &[&std::ffi::OsStr], needle: &str) {
 
 fn os(s: &str) -> &std::ffi::OsStr {
     s.as_ref()
-}
-
-/// An arm64 Image header (booting.rst 4) with `image_size` and `body` bytes.
-fn image(image_size: u64, body: usize) -> Vec<u8> {
-    let mut v = vec![0u8; 64 + body];
-    v[0x10..0x18].copy_from_slice(&image_size.to_le_bytes());
-    v[0x38..0x3c].copy_from_slice(&0x644d_5241u32.to_le_bytes());
-    v
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! VMM's checks (its command line, the payload, the program's RAM), on any
 //! machine: the VMM stops only where it would open KVM.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -91,11 +93,8 @@ fn commands(name: &str, text: &str) -> Vec<Shown> {
 /// An arm64 Image header (booting.rst 4) over a small body: a kernel the
 /// VMM accepts without booting it.
 fn fake_kernel(dir: &Path) -> PathBuf {
-    let mut v = vec![0u8; 64 + 4096];
-    v[0x10..0x18].copy_from_slice(&(1u64 << 20).to_le_bytes());
-    v[0x38..0x3c].copy_from_slice(&0x644d_5241u32.to_le_bytes());
     let p = dir.join("Image");
-    std::fs::write(&p, v).unwrap();
+    std::fs::write(&p, common::image(1 << 20, 4096)).unwrap();
     p
 }
 

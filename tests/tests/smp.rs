@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use uirq_abi::boot::Program;
 use uirq_abi::exit::Status;
 use uirq_tests::{available, job, Batch, Problem};
+use xtask::kernels::ipi_stress_summary as parse_stress;
 use xtask::qemu_plain::{self, PlainRun};
 
 /// vCPUs for the SMP scenarios and `smp-timer`.
@@ -148,27 +149,6 @@ fn qemu(index: usize) -> Option<&'static PlainRun> {
             .collect()
     });
     available(runs).map(|runs| &runs[index])
-}
-
-/// `ipi-stress`'s last line, `ipi-stress: S sent, R received, L lost,
-/// latency p50/p99 = A/B ns`, as (S, R, L, A, B).
-fn parse_stress(console: &str) -> Option<(u64, u64, u64, u64, u64)> {
-    let line = console
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("ipi-stress: ") && l.contains(" sent, "))?;
-    let rest = line.strip_prefix("ipi-stress: ")?;
-    let (sent, rest) = rest.split_once(" sent, ")?;
-    let (received, rest) = rest.split_once(" received, ")?;
-    let (lost, rest) = rest.split_once(" lost, latency p50/p99 = ")?;
-    let (p50, p99) = rest.strip_suffix(" ns")?.split_once('/')?;
-    Some((
-        sent.parse().ok()?,
-        received.parse().ok()?,
-        lost.parse().ok()?,
-        p50.parse().ok()?,
-        p99.parse().ok()?,
-    ))
 }
 
 fn assert_no_ipi_lost(console: &str, exit: Option<i32>, ipis: u64) {

@@ -574,10 +574,14 @@ pub fn x_domain(doc: &Document) -> (i32, i32) {
     (lo, hi)
 }
 
-/// A tick step for an axis from 0 to `max`: 1, 2 or 5 times a power of
-/// ten, giving at most `most` steps.
-fn tick_step(max: f64, most: u32) -> f64 {
+/// A tick step for an axis spanning `max`: 1, 2 or 5 times a power of
+/// ten, giving at most `most` steps (1 for an empty or unusable span).
+/// The latency plot's axes and `trace_svg`'s time axis use it.
+pub(crate) fn tick_step(max: f64, most: u32) -> f64 {
     let raw = max / f64::from(most);
+    if !(raw.is_finite() && raw > 0.0) {
+        return 1.0;
+    }
     let magnitude = 10f64.powf(raw.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
         .into_iter()

@@ -145,20 +145,26 @@ pub struct Cell {
     pub figures: Value,
 }
 
-/// `ipi-stress: S sent, R received, L lost, ...` → (S, R, L).
-fn ipi_counts(console: &str) -> Option<(u64, u64, u64)> {
+/// `ipi-stress`'s last line, `ipi-stress: S sent, R received, L lost,
+/// latency p50/p99 = A/B ns`, as (S, R, L, A, B); the end-to-end tests
+/// read it too.
+pub fn ipi_stress_summary(console: &str) -> Option<(u64, u64, u64, u64, u64)> {
     let line = console
         .lines()
         .rev()
         .find(|l| l.starts_with("ipi-stress: ") && l.contains(" sent, "))?;
     let rest = line.strip_prefix("ipi-stress: ")?;
-    let mut parts = rest.split(", ");
-    let mut number =
-        |suffix: &str| -> Option<u64> { parts.next()?.strip_suffix(suffix)?.trim().parse().ok() };
-    Some((number(" sent")?, number(" received")?, {
-        let lost = parts.next()?;
-        lost.split_whitespace().next()?.parse().ok()?
-    }))
+    let (sent, rest) = rest.split_once(" sent, ")?;
+    let (received, rest) = rest.split_once(" received, ")?;
+    let (lost, rest) = rest.split_once(" lost, latency p50/p99 = ")?;
+    let (p50, p99) = rest.strip_suffix(" ns")?.split_once('/')?;
+    Some((
+        sent.parse().ok()?,
+        received.parse().ok()?,
+        lost.parse().ok()?,
+        p50.parse().ok()?,
+        p99.parse().ok()?,
+    ))
 }
 
 /// Judges `result` as `check` asks.
@@ -192,8 +198,8 @@ fn judge(check: &Check, result: &JobResult) -> Cell {
             }
         }
         Judge::Status | Judge::Scenario => failed(exit_text),
-        Judge::IpiNoneLost | Judge::IpiAccounted => match ipi_counts(&result.console) {
-            Some((sent, received, lost)) => {
+        Judge::IpiNoneLost | Judge::IpiAccounted => match ipi_stress_summary(&result.console) {
+            Some((sent, received, lost, _, _)) => {
                 let pass = match check.judge {
                     Judge::IpiNoneLost => code == Some(0) && lost == 0,
                     _ => sent == received && matches!(code, Some(0 | 1)),
@@ -462,8 +468,10 @@ mod tests {
         let short = "ipi-stress: 20000 sent, 19999 received, 0 lost, latency p50/p99 = 1/2 ns\n";
         assert!(!judge(by("ipi-stress, cross-thread"), &result(0, short)).pass);
         assert_eq!(
-            ipi_counts("x\nipi-stress: 5 sent, 4 received, 1 lost, latency p50/p99 = 1/2 ns"),
-            Some((5, 4, 1))
+            ipi_stress_summary(
+                "x\nipi-stress: 5 sent, 4 received, 1 lost, latency p50/p99 = 1/2 ns"
+            ),
+            Some((5, 4, 1, 1, 2))
         );
         assert!(!judge(by("bench vtimer p50/p99"), &result(0, "")).pass);
         // The probe's verdict, read from its JSON line.

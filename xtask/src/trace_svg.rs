@@ -296,7 +296,7 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
         r##"<line x1="{LABEL_WIDTH}" y1="{axis_y}" x2="{:.1}" y2="{axis_y}" stroke="#333"/>"##,
         LABEL_WIDTH + PLOT_WIDTH
     );
-    let step = nice_step((to - from) / 8.0);
+    let step = crate::bench::tick_step(to - from, 8);
     let mut t = from;
     while t <= to {
         let xt = x(t);
@@ -333,19 +333,6 @@ pub fn render(trace: &Value, window: Window, title: &str) -> Result<String> {
     }
     svg.push_str("</svg>\n");
     Ok(svg)
-}
-
-/// 1, 2 or 5 times a power of ten, at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let power = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * power)
 }
 
 fn format_us(t: f64) -> String {
@@ -425,9 +412,11 @@ mod tests {
 
     #[test]
     fn axis_steps_are_round() {
-        assert_eq!(nice_step(3.2), 5.0);
-        assert_eq!(nice_step(0.7), 1.0);
-        assert_eq!(nice_step(120.0), 200.0);
-        assert_eq!(nice_step(0.0), 1.0);
+        // Eight steps at most over the window.
+        let step = |span: f64| crate::bench::tick_step(span, 8);
+        assert_eq!(step(25.6), 5.0);
+        assert_eq!(step(5.6), 1.0);
+        assert_eq!(step(960.0), 200.0);
+        assert_eq!(step(0.0), 1.0);
     }
 }
