@@ -32,6 +32,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// period the README recommends for `--kick-every-us` on such kernels.
 pub const AUTO_KICK_US: u64 = 1000;
 
+/// How long `--probe`'s cross-thread `KVM_IRQ_LINE` check raises and
+/// lowers a line by default, in ms (`--irq-line-check-ms`; VM creation
+/// not included).
+pub const IRQ_LINE_CHECK_MS: u64 = 1000;
+
 /// The upstream commit that fixed the WFI wake-up bug.
 pub const WFI_FIX_COMMIT: &str = "4ce98bf0865c";
 
@@ -63,6 +68,26 @@ pub const WFI_GUEST: [u32; 8] = [
 /// instruction after it, as an offset from the code's start. A level
 /// report with the PC anywhere else came before the vCPU waited.
 pub const WFI_GUEST_AFTER_WFI: u64 = 7 * 4;
+
+/// The cross-thread check's guest: it reads `ISR_EL1` and writes it to an
+/// address outside its RAM (`x1`), an MMIO exit that hands the value to
+/// the VMM, forever. `ISR_EL1.I` (bit 7) is 1 while a virtual IRQ is
+/// pending, which with the irqchip in userspace is `HCR_EL2.VI`, the bit
+/// `KVM_IRQ_LINE` sets and clears (Arm ARM D19.2 "ISR_EL1"; with
+/// `HCR_EL2.IMO` set, as KVM sets it for every guest, the virtual IRQ is
+/// what EL1 sees). The guest starts with PSTATE.I set (KVM's reset state),
+/// so it never takes the interrupt and needs no vectors. Encodings: MRS
+/// as in [`WFI_GUEST`], ISR_EL1 is (3, 0, 12, 1, 0); `STR (immediate)`,
+/// unsigned offset, 64-bit, is `0xf9000000` with Rn at 5 and Rt at 0, a
+/// single store KVM decodes (no writeback).
+pub const ISR_GUEST: [u32; 3] = [
+    0xd538_c100, // mrs  x0, isr_el1   I (bit 7): HCR_EL2.VI as the guest sees it
+    0xf900_0020, // str  x0, [x1]      MMIO exit with the value
+    0x17ff_fffe, // b    .-8           B, imm26 = -2: again
+];
+
+/// `ISR_EL1.I`: a virtual IRQ is pending.
+pub const ISR_EL1_I: u64 = 1 << 7;
 
 /// A KVM capability the report lists: its name and number in Linux's
 /// `include/uapi/linux/kvm.h`, and what this VMM does with it.
@@ -271,6 +296,85 @@ impl WfiCheck {
     }
 }
 
+/// The outcome of the cross-thread `KVM_IRQ_LINE` check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqLineVerdict {
+    /// At least one line change made from another thread was undone by
+    /// the vCPU's own thread entering `KVM_RUN`: the kernel has the race
+    /// (docs/smp.md, section 3).
+    Loses,
+    /// Every line change held. The race is a matter of timing: this says
+    /// it did not show in this many tries, not that it cannot happen.
+    NoneLost,
+    /// The check could not tell (see [`IrqLineCheck::detail`]).
+    Inconclusive,
+    /// The check did not run.
+    NotRun,
+}
+
+impl IrqLineVerdict {
+    /// The verdict as the JSON document spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IrqLineVerdict::Loses => "loses",
+            IrqLineVerdict::NoneLost => "none_lost",
+            IrqLineVerdict::Inconclusive => "inconclusive",
+            IrqLineVerdict::NotRun => "not_run",
+        }
+    }
+
+    /// The verdict from what the check counted.
+    pub fn from_counts(changes: u32, raises_lost: u32, lowers_lost: u32) -> Self {
+        match (changes, raises_lost + lowers_lost) {
+            (0, _) => IrqLineVerdict::Inconclusive,
+            (_, 0) => IrqLineVerdict::NoneLost,
+            _ => IrqLineVerdict::Loses,
+        }
+    }
+}
+
+/// What the live cross-thread `KVM_IRQ_LINE` check found, and what it
+/// cost. One vCPU's thread enters `KVM_RUN` over and over (with
+/// `immediate_exit`, so each entry is the kernel's vCPU load and nothing
+/// else) while another thread raises or lowers that vCPU's IRQ line; the
+/// guest then reads `ISR_EL1` ([`ISR_GUEST`]) to show whether the change
+/// held.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IrqLineCheck {
+    /// The outcome.
+    pub verdict: IrqLineVerdict,
+    /// One sentence on how the verdict was reached.
+    pub detail: String,
+    /// Raises made from the other thread (as many lowers follow them).
+    pub raises: u32,
+    /// Raises the guest did not see: `ISR_EL1.I` = 0 after `KVM_IRQ_LINE`
+    /// (level 1) had returned.
+    pub raises_lost: u32,
+    /// Lowers the guest did not see: `ISR_EL1.I` = 1 after `KVM_IRQ_LINE`
+    /// (level 0) had returned.
+    pub lowers_lost: u32,
+    /// `KVM_RUN` entries the vCPU's thread made while the lines changed.
+    pub entries: u64,
+    /// The whole check, VM creation included, in µs.
+    pub cost_us: u64,
+}
+
+impl IrqLineCheck {
+    /// A check that did not run, or could not, saying why.
+    pub fn without_result(verdict: IrqLineVerdict, why: &str) -> Self {
+        Self {
+            verdict,
+            detail: why.to_string(),
+            raises: 0,
+            raises_lost: 0,
+            lowers_lost: 0,
+            entries: 0,
+            cost_us: 0,
+        }
+    }
+}
+
 /// The KVM device and its API version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvmInfo {
@@ -297,6 +401,8 @@ pub struct HostReport {
     pub capabilities: Vec<Capability>,
     /// The live WFI wake-up check.
     pub wfi_wakeup: WfiCheck,
+    /// The live cross-thread `KVM_IRQ_LINE` check.
+    pub cross_thread_irq_line: IrqLineCheck,
 }
 
 impl HostReport {
@@ -330,7 +436,45 @@ impl HostReport {
             ));
         }
         out.push_str(&format!("WFI wake-up: {}\n", wfi_line(&self.wfi_wakeup)));
+        out.push_str(&format!(
+            "cross-thread KVM_IRQ_LINE: {}\n",
+            irq_line_line(&self.cross_thread_irq_line)
+        ));
         out
+    }
+}
+
+/// The report's cross-thread `KVM_IRQ_LINE` line.
+fn irq_line_line(c: &IrqLineCheck) -> String {
+    let cost = format!("check took {:.1} ms", c.cost_us as f64 / 1000.0);
+    match c.verdict {
+        IrqLineVerdict::Loses => format!(
+            "lost: {}; {cost}; this VMM calls KVM_IRQ_LINE only from the vCPU's own thread, where nothing is lost (docs/smp.md, section 3)",
+            c.detail
+        ),
+        IrqLineVerdict::NoneLost => format!(
+            "none lost: {}; the race is rare and timing-bound, so this is no proof; {cost}",
+            c.detail
+        ),
+        IrqLineVerdict::Inconclusive => format!("could not tell: {}; {cost}", c.detail),
+        IrqLineVerdict::NotRun => format!("not checked: {}", c.detail),
+    }
+}
+
+/// How the cross-thread check's counts read, in one sentence. The check
+/// ends at the first loss: `raises` counts the raises made up to it.
+pub fn irq_line_detail(raises: u32, raises_lost: u32, lowers_lost: u32, entries: u64) -> String {
+    let changes = format!(
+        "a vCPU's IRQ line raised and lowered from another thread while the vCPU's thread entered KVM_RUN {entries} times"
+    );
+    match (raises_lost, lowers_lost) {
+        (0, 0) => format!("{changes}: all {raises} raises and {raises} lowers held"),
+        (0, _) => format!(
+            "{changes}: lower {raises} was undone (the guest still saw the IRQ pending after it)"
+        ),
+        _ => {
+            format!("{changes}: raise {raises} was undone (the guest saw no IRQ pending after it)")
+        }
     }
 }
 
@@ -446,6 +590,19 @@ mod tests {
                 })
                 .collect(),
             wfi_wakeup: wfi,
+            cross_thread_irq_line: irq_line(1, 0),
+        }
+    }
+
+    fn irq_line(raises_lost: u32, lowers_lost: u32) -> IrqLineCheck {
+        IrqLineCheck {
+            verdict: IrqLineVerdict::from_counts(1000, raises_lost, lowers_lost),
+            detail: irq_line_detail(1000, raises_lost, lowers_lost, 48_000),
+            raises: 1000,
+            raises_lost,
+            lowers_lost,
+            entries: 48_000,
+            cost_us: 310_000,
         }
     }
 
@@ -467,6 +624,7 @@ mod tests {
             keys,
             [
                 "capabilities",
+                "cross_thread_irq_line",
                 "kernel",
                 "kvm",
                 "schema_version",
@@ -518,6 +676,17 @@ mod tests {
         }
         assert_eq!(w["kicked"], true);
         assert_eq!(w["report_after_us"], 2100);
+        let x = &j["cross_thread_irq_line"];
+        assert_eq!(x["verdict"], "loses");
+        for (key, value) in [
+            ("raises", 1000),
+            ("raises_lost", 1),
+            ("lowers_lost", 0),
+            ("entries", 48_000),
+            ("cost_us", 310_000),
+        ] {
+            assert_eq!(x[key], value, "{key} in {x}");
+        }
         let back: HostReport = serde_json::from_str(&text).unwrap();
         assert_eq!(back, r);
         // Every verdict's spelling is its `name`.
@@ -526,6 +695,14 @@ mod tests {
             WfiVerdict::BugPresent,
             WfiVerdict::Inconclusive,
             WfiVerdict::NotRun,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.name());
+        }
+        for v in [
+            IrqLineVerdict::Loses,
+            IrqLineVerdict::NoneLost,
+            IrqLineVerdict::Inconclusive,
+            IrqLineVerdict::NotRun,
         ] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.name());
         }
@@ -566,7 +743,7 @@ mod tests {
     fn the_text_report_gives_each_fact_a_line() {
         let text = report(check(WfiVerdict::Wakes, false)).text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3 + CAPABILITIES.len() + 1, "{text}");
+        assert_eq!(lines.len(), 3 + CAPABILITIES.len() + 2, "{text}");
         assert_eq!(
             lines[0],
             "host kernel: Linux 6.1.0-47-arm64 (#1 SMP Debian 6.1.170-1) aarch64"
@@ -584,22 +761,48 @@ mod tests {
             .unwrap();
         assert!(offset.contains(" 227  absent "), "{offset}");
         assert!(
-            lines
-                .last()
-                .unwrap()
-                .starts_with("WFI wake-up: a vCPU in WFI wakes"),
+            lines[lines.len() - 2].starts_with("WFI wake-up: a vCPU in WFI wakes"),
             "{text}"
         );
-        let text = report(check(WfiVerdict::BugPresent, true)).text();
-        let last = text.lines().last().unwrap();
-        assert!(
-            last.starts_with("WFI wake-up: the bug is present"),
-            "{last}"
+        assert_eq!(
+            lines[lines.len() - 1],
+            "cross-thread KVM_IRQ_LINE: lost: a vCPU's IRQ line raised and lowered from another thread while the vCPU's thread entered KVM_RUN 48000 times: raise 1000 was undone (the guest saw no IRQ pending after it); check took 310.0 ms; this VMM calls KVM_IRQ_LINE only from the vCPU's own thread, where nothing is lost (docs/smp.md, section 3)"
         );
+        let mut r = report(check(WfiVerdict::BugPresent, true));
+        r.cross_thread_irq_line = irq_line(0, 0);
+        let text = r.text();
+        let lines: Vec<&str> = text.lines().collect();
+        let wfi = lines[lines.len() - 2];
+        assert!(wfi.starts_with("WFI wake-up: the bug is present"), "{wfi}");
         assert!(
-            last.contains(WFI_FIX_COMMIT) && last.contains("check took 4.2 ms"),
-            "{last}"
+            wfi.contains(WFI_FIX_COMMIT) && wfi.contains("check took 4.2 ms"),
+            "{wfi}"
         );
+        let x = lines[lines.len() - 1];
+        assert!(
+            x.starts_with("cross-thread KVM_IRQ_LINE: none lost: ")
+                && x.contains("all 1000 raises and 1000 lowers held")
+                && x.contains("no proof"),
+            "{x}"
+        );
+        let lower = irq_line(0, 1);
+        assert_eq!(lower.verdict, IrqLineVerdict::Loses);
+        assert!(
+            lower.detail.ends_with(
+                ": lower 1000 was undone (the guest still saw the IRQ pending after it)"
+            ),
+            "{}",
+            lower.detail
+        );
+    }
+
+    #[test]
+    fn the_irq_line_verdict_follows_the_counts() {
+        use IrqLineVerdict::*;
+        assert_eq!(IrqLineVerdict::from_counts(0, 0, 0), Inconclusive);
+        assert_eq!(IrqLineVerdict::from_counts(500, 0, 0), NoneLost);
+        assert_eq!(IrqLineVerdict::from_counts(500, 1, 0), Loses);
+        assert_eq!(IrqLineVerdict::from_counts(500, 0, 2), Loses);
     }
 
     #[test]
@@ -673,6 +876,17 @@ mod tests {
             WFI_GUEST[(WFI_GUEST_AFTER_WFI / 4) as usize - 1],
             0xd503_207f
         );
+    }
+
+    #[test]
+    fn the_isr_guest_is_what_its_comments_say() {
+        const ISR_EL1: (u32, u32, u32, u32, u32) = (3, 0, 12, 1, 0);
+        // STR (immediate), unsigned offset, size 64: 0xf9000000 | imm12
+        // << 10 | Rn << 5 | Rt.
+        let str_ = |rt: u32, rn: u32| 0xf900_0000 | rn << 5 | rt;
+        let b = |words: i32| 0x1400_0000 | (words as u32 & 0x03ff_ffff);
+        assert_eq!(ISR_GUEST, [sysreg(true, ISR_EL1, 0), str_(0, 1), b(-2)]);
+        assert_eq!(ISR_EL1_I, 0x80);
     }
 
     #[test]

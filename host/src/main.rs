@@ -156,13 +156,23 @@ struct Args {
     /// version, every KVM capability this VMM uses or could use (present or
     /// absent, with its number), and whether a vCPU waiting in WFI wakes
     /// for its own timer with the irqchip in userspace (checked live in a
-    /// throwaway VM). Only --kvm-device and --json matter with it.
+    /// throwaway VM), and whether raising and lowering a vCPU's IRQ line
+    /// from another thread loses changes (checked live for
+    /// --irq-line-check-ms). Only --kvm-device, --json and
+    /// --irq-line-check-ms matter with it.
     #[arg(long, conflicts_with_all = ["no_probe", "dump_dtb"])]
     probe: bool,
 
     /// With --probe: print the report as one JSON document on one line.
     #[arg(long, requires = "probe")]
     json: bool,
+
+    /// With --probe: how long the cross-thread KVM_IRQ_LINE check raises
+    /// and lowers a vCPU's IRQ line from another thread while the vCPU's
+    /// thread enters KVM_RUN (it ends sooner at the first lost change); 0
+    /// skips it. The race is rare: more time, a firmer answer.
+    #[arg(long, value_name = "MS", requires = "probe", default_value_t = uirq_host::host_kernel::IRQ_LINE_CHECK_MS, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    irq_line_check_ms: u64,
 
     /// The KVM device to use.
     #[arg(long, value_name = "PATH", default_value = "/dev/kvm")]
@@ -502,7 +512,10 @@ fn boot_args(args: &Args) -> [u64; 3] {
 /// document, on standard output.
 #[cfg(target_arch = "aarch64")]
 fn probe(args: &Args) -> anyhow::Result<ExitCode> {
-    let report = uirq_host::kvm::host_probe::probe(&args.kvm_device)?;
+    let report = uirq_host::kvm::host_probe::probe(
+        &args.kvm_device,
+        std::time::Duration::from_millis(args.irq_line_check_ms),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -13,13 +13,15 @@ const TEXT: usize = 1;
 const PLAIN_RUN: usize = 2;
 const KERNEL_IRQCHIP: usize = 3;
 const NO_PROBE: usize = 4;
+const NO_IRQ_LINE_CHECK: usize = 5;
 
-const JOBS: [&[&str]; 5] = [
+const JOBS: [&[&str]; 6] = [
     &["--probe", "--json"],
     &["--probe"],
     &["-v", "--ticks", "3"],
     &["-v", "--ticks", "3", "--irqchip", "kernel"],
     &["-v", "--ticks", "3", "--no-probe"],
+    &["--probe", "--json", "--irq-line-check-ms", "0"],
 ];
 
 /// The info line (`-v`) a run that checked prints.
@@ -99,6 +101,60 @@ fn the_json_report_names_the_kernel_every_capability_and_the_wfi_verdict() {
 }
 
 #[test]
+fn the_cross_thread_check_changes_the_line_from_another_thread_and_counts() {
+    let Some(r) = run(JSON) else { return };
+    let j = document(r);
+    let x = &j["cross_thread_irq_line"];
+    eprintln!(
+        "cross-thread check on {}: {} ({})",
+        j["kernel"]["release"], x["verdict"], x["detail"]
+    );
+    let verdict = x["verdict"].as_str().unwrap();
+    assert!(matches!(verdict, "loses" | "none_lost"), "{x}");
+    let raises = x["raises"].as_u64().unwrap();
+    let lost = x["raises_lost"].as_u64().unwrap() + x["lowers_lost"].as_u64().unwrap();
+    assert!(raises >= 1, "{x}");
+    // The check stops at its first loss.
+    assert_eq!(lost, u64::from(verdict == "loses"), "{x}");
+    // Before each change the vCPU's thread entered KVM_RUN twice at least.
+    let changes = 2 * raises - x["raises_lost"].as_u64().unwrap();
+    assert!(x["entries"].as_u64().unwrap() >= 2 * changes, "{x}");
+    // One second of changes (the default), plus the VM's creation.
+    let cost_ms = x["cost_us"].as_u64().unwrap() as f64 / 1000.0;
+    assert!(cost_ms < 1000.0 + 3000.0, "{x}");
+    if verdict == "none_lost" {
+        assert!(
+            cost_ms >= 1000.0,
+            "a check with no loss runs its whole time: {x}"
+        );
+    }
+}
+
+#[test]
+fn an_irq_line_check_of_zero_ms_is_skipped_and_says_so() {
+    let Some(r) = run(NO_IRQ_LINE_CHECK) else {
+        return;
+    };
+    assert_eq!(r.exit_code, Some(0), "{}", r.console);
+    let j = document(r);
+    let x = &j["cross_thread_irq_line"];
+    assert_eq!(x["verdict"], "not_run", "{x}");
+    assert_eq!(x["raises"], 0, "{x}");
+    assert!(
+        x["detail"]
+            .as_str()
+            .unwrap()
+            .contains("--irq-line-check-ms 0"),
+        "{x}"
+    );
+    // The WFI check still ran.
+    assert!(matches!(
+        j["wfi_wakeup"]["verdict"].as_str(),
+        Some("wakes" | "bug_present")
+    ));
+}
+
+#[test]
 fn the_text_report_gives_each_fact_a_line() {
     let Some(r) = run(TEXT) else { return };
     assert_eq!(r.exit_code, Some(0), "{}", r.console);
@@ -118,6 +174,15 @@ fn the_text_report_gives_each_fact_a_line() {
     if nested() {
         assert!(wfi.starts_with("WFI wake-up: a vCPU in WFI wakes"), "{wfi}");
     }
+    let x = c
+        .lines()
+        .find(|l| l.starts_with("cross-thread KVM_IRQ_LINE: "))
+        .unwrap_or_else(|| panic!("{c}"));
+    assert!(
+        x.starts_with("cross-thread KVM_IRQ_LINE: lost: ")
+            || x.starts_with("cross-thread KVM_IRQ_LINE: none lost: "),
+        "{x}"
+    );
 }
 
 #[test]
@@ -134,6 +199,9 @@ fn a_plain_run_checks_and_needs_no_kicks_on_a_kernel_with_the_fix() {
         assert!(line.contains("WFI wake-up check: wakes in "), "{line}");
         assert!(!r.console.contains(AUTO_KICK), "{}", r.console);
     }
+    // The start-up check is the WFI one only: this VMM never changes a
+    // line from another thread, so the race costs a run nothing.
+    assert!(!r.console.contains("cross-thread"), "{}", r.console);
 }
 
 #[test]

@@ -79,13 +79,18 @@ pub enum Verb {
     /// /dev/kvm, otherwise inside the nested aarch64 Linux (its kernel is the one reported;
     /// UIRQ_L1_KERNEL_PACKAGE picks another). Prints the kernel's release, the KVM API
     /// version, every KVM capability the VMM uses or could use (present or absent, with its
-    /// number) and whether a vCPU waiting in WFI wakes for its own timer with the irqchip in
-    /// userspace (Linux commit 4ce98bf0865c), checked live in a throwaway VM.
+    /// number), whether a vCPU waiting in WFI wakes for its own timer with the irqchip in
+    /// userspace (Linux commit 4ce98bf0865c), and whether a vCPU's IRQ line raised and lowered
+    /// from another thread loses changes (the cross-thread KVM_IRQ_LINE race), each checked
+    /// live in a throwaway VM.
     #[command(verbatim_doc_comment)]
     Probe {
         /// Print the report as one JSON document on one line.
         #[arg(long)]
         json: bool,
+        /// How long the cross-thread KVM_IRQ_LINE check runs (default 1000; 0 skips it).
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+        irq_line_check_ms: Option<u64>,
     },
     /// Formatting, clippy for every target, documentation, unit tests, end-to-end tests.
     Test,
@@ -306,14 +311,24 @@ mod tests {
             panic!("not bench-latency");
         };
         assert_eq!(a.samples, 2000);
-        let Parsed::Verb(Verb::Probe { json }) = parsed(&["probe", "--json"]) else {
+        let Parsed::Verb(Verb::Probe {
+            json,
+            irq_line_check_ms,
+        }) = parsed(&["probe", "--json", "--irq-line-check-ms", "20000"])
+        else {
             panic!("not probe");
         };
         assert!(json);
-        let Parsed::Verb(Verb::Probe { json }) = parsed(&["probe"]) else {
+        assert_eq!(irq_line_check_ms, Some(20000));
+        let Parsed::Verb(Verb::Probe {
+            json,
+            irq_line_check_ms,
+        }) = parsed(&["probe"])
+        else {
             panic!("not probe");
         };
         assert!(!json);
+        assert_eq!(irq_line_check_ms, None);
     }
 
     #[test]

@@ -50,6 +50,9 @@ enum Judge {
     Bench,
     /// `uirq-vmm --probe --json`: the live WFI wake-up check's verdict.
     Probe,
+    /// `uirq-vmm --probe --json`: the cross-thread `KVM_IRQ_LINE` check's
+    /// verdict.
+    ProbeIrqLine,
 }
 
 /// One check of the suite: a name, the VMM arguments, how to judge it.
@@ -74,6 +77,12 @@ fn check(name: &str, args: &[&str], judge: Judge) -> Check {
 pub fn suite() -> Vec<Check> {
     let mut checks = vec![
         check("probe: WFI wake-up", &["--probe", "--json"], Judge::Probe),
+        // The race is rare: a longer look than the probe's default second.
+        check(
+            "probe: cross-thread KVM_IRQ_LINE",
+            &["--probe", "--json", "--irq-line-check-ms", "20000"],
+            Judge::ProbeIrqLine,
+        ),
         check("timer, no flags", &["--timeout", "60"], Judge::Status),
         // Without the probe's automatic kick: a kernel with the WFI bug
         // hangs here, and the VMM names the bug when the timeout ends it.
@@ -214,15 +223,15 @@ fn judge(check: &Check, result: &JobResult) -> Cell {
             }
             None => failed(format!("{exit_text}, no summary")),
         },
-        Judge::Probe => {
-            let verdict = result
+        Judge::Probe | Judge::ProbeIrqLine => {
+            let report = result
                 .console
                 .lines()
                 .find(|l| l.starts_with('{'))
-                .and_then(|l| serde_json::from_str::<Value>(l).ok())
-                .map(|j| j["wfi_wakeup"].clone());
-            match (code, verdict) {
-                (Some(0), Some(wfi)) => {
+                .and_then(|l| serde_json::from_str::<Value>(l).ok());
+            match (code, report) {
+                (Some(0), Some(j)) if check.judge == Judge::Probe => {
+                    let wfi = &j["wfi_wakeup"];
                     let name = wfi["verdict"].as_str().unwrap_or("missing").to_string();
                     let text = match name.as_str() {
                         "wakes" => "wakes".to_string(),
@@ -237,6 +246,34 @@ fn judge(check: &Check, result: &JobResult) -> Cell {
                             "verdict": name,
                             "cost_us": wfi["cost_us"],
                             "report_after_us": wfi["report_after_us"],
+                        }),
+                    }
+                }
+                (Some(0), Some(j)) => {
+                    let x = &j["cross_thread_irq_line"];
+                    let name = x["verdict"].as_str().unwrap_or("missing").to_string();
+                    let raises = x["raises"].as_u64().unwrap_or(0);
+                    let text = match name.as_str() {
+                        "loses" => format!(
+                            "lost at change {}",
+                            raises * 2 - u64::from(x["raises_lost"] != 0)
+                        ),
+                        "none_lost" => format!("none lost in {}", raises * 2),
+                        other => other.replace('_', " "),
+                    };
+                    Cell {
+                        // Either answer is a finding; only "could not
+                        // tell" fails the cell.
+                        pass: name == "loses" || name == "none_lost",
+                        text,
+                        figures: json!({
+                            "exit_code": 0,
+                            "verdict": name,
+                            "raises": x["raises"],
+                            "raises_lost": x["raises_lost"],
+                            "lowers_lost": x["lowers_lost"],
+                            "entries": x["entries"],
+                            "cost_us": x["cost_us"],
                         }),
                     }
                 }
@@ -435,7 +472,10 @@ mod tests {
             assert!(checks.iter().any(|c| c.name == p.name()), "{}", p.name());
         }
         // The probe runs no guest; every other job is bounded.
-        for c in checks.iter().filter(|c| c.judge != Judge::Probe) {
+        for c in checks
+            .iter()
+            .filter(|c| !matches!(c.judge, Judge::Probe | Judge::ProbeIrqLine))
+        {
             assert!(
                 c.job.iter().any(|a| a == "--timeout"),
                 "{} has no timeout",
@@ -483,6 +523,28 @@ mod tests {
         assert_eq!(judge(probe, &result(0, &doc("wakes"))).text, "wakes");
         assert!(!judge(probe, &result(0, &doc("inconclusive"))).pass);
         assert!(!judge(probe, &result(125, "uirq-vmm: unknown option")).pass);
+        let irq_line = by("probe: cross-thread KVM_IRQ_LINE");
+        let doc = |v: &str, raises: u32, up: u32, down: u32| {
+            format!("{{\"cross_thread_irq_line\":{{\"verdict\":\"{v}\",\"raises\":{raises},\"raises_lost\":{up},\"lowers_lost\":{down}}}}}\n")
+        };
+        let lost = judge(irq_line, &result(0, &doc("loses", 700, 1, 0)));
+        assert!(lost.pass);
+        assert_eq!(lost.text, "lost at change 1399");
+        let lower = judge(irq_line, &result(0, &doc("loses", 700, 0, 1)));
+        assert_eq!(lower.text, "lost at change 1400");
+        let none = judge(irq_line, &result(0, &doc("none_lost", 5000, 0, 0)));
+        assert!(none.pass);
+        assert_eq!(none.text, "none lost in 10000");
+        assert!(!judge(irq_line, &result(0, &doc("inconclusive", 0, 0, 0))).pass);
+        // The WFI cell does not read the cross-thread verdict, nor the
+        // other way round.
+        assert!(
+            !judge(
+                irq_line,
+                &result(0, "{\"wfi_wakeup\":{\"verdict\":\"wakes\"}}\n")
+            )
+            .pass
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     };
     let result = match verb {
         Verb::Run { linux, vmm_args } => run(linux, vmm_args),
-        Verb::Probe { json } => probe(json),
+        Verb::Probe {
+            json,
+            irq_line_check_ms,
+        } => probe(json, irq_line_check_ms),
         Verb::Test => test(),
         Verb::Build => build_only(),
         Verb::BenchLatency(args) => build::for_running(false)
@@ -210,14 +213,14 @@ fn run(linux: bool, args: Vec<String>) -> Result<ExitCode> {
 
 /// `probe`: `uirq-vmm --probe` where the VMM runs, its output as it
 /// comes (the report on standard output; where it ran on standard error).
-fn probe(json: bool) -> Result<ExitCode> {
+fn probe(json: bool, irq_line_check_ms: Option<u64>) -> Result<ExitCode> {
     let artifacts = build::for_running(false)?;
     let (env, results) = jobs::run(
         &artifacts,
-        &[probe_job(json)],
+        &[probe_job(json, irq_line_check_ms)],
         "probe",
         Some(&|line: &str| println!("{line}")),
-        PROBE_WALL_TIMEOUT,
+        PROBE_WALL_TIMEOUT + Duration::from_millis(irq_line_check_ms.unwrap_or(0)),
     )?;
     match env.qemu {
         Some(q) => progress(format!("probed nested: L1 kernel {}, {q}", env.kernel)),
@@ -229,14 +232,18 @@ fn probe(json: bool) -> Result<ExitCode> {
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Bounds `probe`, the nested boot included.
+/// Bounds `probe`, the nested boot included, beyond the time given to the
+/// cross-thread check.
 const PROBE_WALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The VMM invocation of `probe`.
-fn probe_job(json: bool) -> Vec<String> {
+fn probe_job(json: bool, irq_line_check_ms: Option<u64>) -> Vec<String> {
     let mut job = vec!["--probe".to_string()];
     if json {
         job.push("--json".to_string());
+    }
+    if let Some(ms) = irq_line_check_ms {
+        job.extend(["--irq-line-check-ms".to_string(), ms.to_string()]);
     }
     job
 }
@@ -501,8 +508,12 @@ mod tests {
 
     #[test]
     fn probe_runs_the_vmm_s_probe() {
-        assert_eq!(probe_job(false), ["--probe"]);
-        assert_eq!(probe_job(true), ["--probe", "--json"]);
+        assert_eq!(probe_job(false, None), ["--probe"]);
+        assert_eq!(probe_job(true, None), ["--probe", "--json"]);
+        assert_eq!(
+            probe_job(false, Some(0)),
+            ["--probe", "--irq-line-check-ms", "0"]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The live half of `uirq-vmm --probe`: KVM's answers for every capability
-//! of [`CAPABILITIES`], and the WFI wake-up check ([`check_wfi`]).
+//! of [`CAPABILITIES`], the WFI wake-up check ([`check_wfi`]), and the
+//! cross-thread `KVM_IRQ_LINE` check (`super::irq_line_check`).
 //!
 //! **The check.** A throwaway VM with no vGIC (so the irqchip is in
 //! userspace), one vCPU and a page of RAM holding [`WFI_GUEST`]: the guest
@@ -35,7 +36,7 @@ use kvm_bindings::{
     KVM_CAP_DEVICE_CTRL, KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_MAX_VCPUS, KVM_CAP_NR_VCPUS,
     KVM_CAP_ONE_REG,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use uirq_abi::layout::RAM_BASE;
@@ -44,8 +45,8 @@ use super::control::Control;
 use super::regs::{get_core_reg, set_core_reg, CoreReg};
 use super::{clock, ioctl, kick, KvmError};
 use crate::host_kernel::{
-    Capability, HostReport, KvmInfo, Uname, WfiCheck, WfiVerdict, CAPABILITIES, SCHEMA_VERSION,
-    WFI_GUEST, WFI_GUEST_AFTER_WFI,
+    Capability, HostReport, IrqLineCheck, IrqLineVerdict, KvmInfo, Uname, WfiCheck, WfiVerdict,
+    CAPABILITIES, SCHEMA_VERSION, WFI_GUEST, WFI_GUEST_AFTER_WFI,
 };
 
 /// `CAPABILITIES`' numbers as kvm-bindings has them, in the same order.
@@ -91,18 +92,28 @@ const BARE_KICKS: u32 = 25;
 const RAM_SIZE: u64 = 0x1_0000;
 
 /// Every capability's answer, the kernel's name and, where there is a
-/// userspace irqchip to check, the WFI check.
-pub fn probe(device: &std::path::Path) -> Result<HostReport, KvmError> {
+/// userspace irqchip to check, the WFI check and the cross-thread
+/// `KVM_IRQ_LINE` check (given `irq_line_budget`; none if zero).
+pub fn probe(device: &std::path::Path, irq_line_budget: Duration) -> Result<HostReport, KvmError> {
     let kvm = super::vm::open_device(device)?;
     let capabilities: Vec<Capability> = CAPABILITIES
         .iter()
         .map(|c| Capability::answered(c, kvm.check_extension_raw(c.number.into())))
         .collect();
     let user_irq = capabilities.first().is_some_and(|c| c.present);
-    let wfi_wakeup = if user_irq {
-        check_wfi(&kvm)
+    const NO_USER_IRQ: &str = "KVM_CAP_ARM_USER_IRQ is absent: no userspace irqchip to check";
+    let (wfi_wakeup, cross_thread_irq_line) = if user_irq {
+        let irq_line = if irq_line_budget.is_zero() {
+            IrqLineCheck::without_result(IrqLineVerdict::NotRun, "skipped (--irq-line-check-ms 0)")
+        } else {
+            super::irq_line_check::check_irq_line(&kvm, irq_line_budget)
+        };
+        (check_wfi(&kvm), irq_line)
     } else {
-        WfiCheck::not_run("KVM_CAP_ARM_USER_IRQ is absent: no userspace irqchip to check")
+        (
+            WfiCheck::not_run(NO_USER_IRQ),
+            IrqLineCheck::without_result(IrqLineVerdict::NotRun, NO_USER_IRQ),
+        )
     };
     Ok(HostReport {
         schema_version: SCHEMA_VERSION,
@@ -115,7 +126,57 @@ pub fn probe(device: &std::path::Path) -> Result<HostReport, KvmError> {
         },
         capabilities,
         wfi_wakeup,
+        cross_thread_irq_line,
     })
+}
+
+/// A VM with no vGIC (so the irqchip is in userspace), one page of RAM at
+/// `RAM_BASE` holding a few instructions, and one vCPU about to run them.
+/// The fields drop in order: the vCPU, the VM, then the RAM the VM maps.
+pub(super) struct ThrowawayVm {
+    pub vcpu: VcpuFd,
+    pub vm: VmFd,
+    /// Held only to outlive the VM that maps it.
+    #[allow(dead_code)]
+    pub ram: crate::memory::GuestRam,
+}
+
+impl ThrowawayVm {
+    /// The VM, with `code` at `RAM_BASE` and the vCPU's PC on it.
+    pub fn new(kvm: &Kvm, code: &[u32]) -> Result<Self, KvmError> {
+        let ram = crate::memory::create_ram(RAM_SIZE)?;
+        let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+        let bytes: Vec<u8> = code.iter().flat_map(|w| w.to_le_bytes()).collect();
+        ram.write_slice(&bytes, GuestAddress(RAM_BASE))
+            .map_err(|e| KvmError::Memory(e.into()))?;
+        let host = ram
+            .get_host_address(GuestAddress(RAM_BASE))
+            .map_err(crate::memory::MemoryError::Access)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: RAM_BASE,
+            memory_size: RAM_SIZE,
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mmap owned by `ram`, which outlives
+        // the VM and its vCPU (both dropped before it).
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+        let mut init = kvm_vcpu_init::default();
+        vm.get_preferred_target(&mut init)
+            .map_err(ioctl("KVM_ARM_PREFERRED_TARGET"))?;
+        let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
+        vcpu.vcpu_init(&init).map_err(ioctl("KVM_ARM_VCPU_INIT"))?;
+        // No vGIC was created: the irqchip is in userspace.
+        set_core_reg(&vcpu, CoreReg::Pc, RAM_BASE)?;
+        Ok(Self { vcpu, vm, ram })
+    }
+
+    /// The first address past the RAM: an access there is an MMIO exit.
+    pub fn outside_ram() -> u64 {
+        RAM_BASE + RAM_SIZE
+    }
 }
 
 /// How one attempt ended.
@@ -229,7 +290,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// An error and its causes, in one line.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -258,32 +319,10 @@ enum FromVcpu {
 /// `patience`.
 fn attempt(kvm: &Kvm, ticks: u64, patience: Duration) -> Result<Attempt, KvmError> {
     let started = Instant::now();
-    // Declared first, so dropped last: after the VM that maps it.
-    let ram = crate::memory::create_ram(RAM_SIZE)?;
-    let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
-    let code: Vec<u8> = WFI_GUEST.iter().flat_map(|w| w.to_le_bytes()).collect();
-    ram.write_slice(&code, GuestAddress(RAM_BASE))
-        .map_err(|e| KvmError::Memory(e.into()))?;
-    let host = ram
-        .get_host_address(GuestAddress(RAM_BASE))
-        .map_err(crate::memory::MemoryError::Access)?;
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        flags: 0,
-        guest_phys_addr: RAM_BASE,
-        memory_size: RAM_SIZE,
-        userspace_addr: host as u64,
-    };
-    // SAFETY: the region is a live mmap owned by `ram`, which outlives the
-    // VM and its vCPU (both dropped before it).
-    unsafe { vm.set_user_memory_region(region) }.map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
-    let mut init = kvm_vcpu_init::default();
-    vm.get_preferred_target(&mut init)
-        .map_err(ioctl("KVM_ARM_PREFERRED_TARGET"))?;
-    let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
-    vcpu.vcpu_init(&init).map_err(ioctl("KVM_ARM_VCPU_INIT"))?;
-    // No vGIC was created: the irqchip is in userspace.
-    set_core_reg(&vcpu, CoreReg::Pc, RAM_BASE)?;
+    // Its VM and RAM are dropped at the end of this function, after the
+    // vCPU's thread (which owns the vCPU) has ended.
+    let throwaway = ThrowawayVm::new(kvm, &WFI_GUEST)?;
+    let vcpu = throwaway.vcpu;
     set_core_reg(&vcpu, CoreReg::X(0), ticks)?;
 
     kick::install_handler()

@@ -24,6 +24,7 @@
 pub mod clock;
 pub mod control;
 pub mod host_probe;
+pub mod irq_line_check;
 pub mod kick;
 pub mod regs;
 pub mod vcpu;
