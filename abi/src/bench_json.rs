@@ -33,6 +33,11 @@
 //!
 //! - 1: the first typed schema (run reports whole in the document, raw
 //!   samples on request, the guest's anomaly count and every histogram).
+//! - 2: runs name their VMM ([`RunReport::vmm`]: `uirq` or `qemu`), so
+//!   a document compares VMMs as well as irqchips; exits per sample are
+//!   null where the VMM's exits cannot be seen (QEMU); ratios name both
+//!   sides ([`Ratio`]); the document gives each VMM's footprint
+//!   ([`Footprint`]).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -41,7 +46,7 @@ use serde::{Deserialize, Serialize};
 
 /// The schema version of every document in this module (see the module
 /// documentation for when it changes).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Most samples in one [`SampleChunk`]: 2048 ticks of at most 20
 /// characters and a comma each keep a line under 44 KiB, below the 64 KiB
@@ -52,19 +57,26 @@ pub const SAMPLES_PER_CHUNK: usize = 2048;
 /// at the result buffer's largest sample count.
 pub const MAX_CHUNKS: usize = 4 * (crate::bench::MAX_SAMPLES as usize).div_ceil(SAMPLES_PER_CHUNK);
 
-/// One run of the VMM's `bench` program: the `@@bench` report.
+/// One run of the `bench` program: the `@@bench` report of `uirq-vmm`, or
+/// what xtask made of the firmware's dump under QEMU
+/// (`crate::bench_dump`), with the same code.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
-    /// [`SCHEMA_VERSION`] of the VMM that wrote it.
+    /// [`SCHEMA_VERSION`] of the program that wrote it.
     pub schema_version: u32,
-    /// The program that wrote it: `uirq-vmm`.
+    /// The program that wrote it: `uirq-vmm`, or `xtask` for a run under
+    /// QEMU (from the firmware's dump).
     pub tool: String,
     /// Its version (`CARGO_PKG_VERSION`).
     pub tool_version: String,
     /// When the report was made, RFC 3339 in UTC (`2026-12-03T00:38:35Z`).
     pub timestamp: String,
-    /// The interrupt controller: `user` (the VMM's GICv2 model) or
-    /// `kernel` (KVM's in-kernel vGICv2).
+    /// The VMM that ran the guest: `uirq` (`uirq-vmm`) or `qemu`
+    /// (`qemu-system-aarch64` with KVM).
+    pub vmm: String,
+    /// The interrupt controller: `user` (the VMM's own GICv2: this
+    /// project's model, or QEMU's with `kernel_irqchip=off`) or `kernel`
+    /// (KVM's in-kernel vGICv2).
     pub irqchip: String,
     /// CNTFRQ_EL0 as the firmware read it, in Hz: ticks per second.
     pub cntfrq_hz: u64,
@@ -101,8 +113,9 @@ pub struct Measurement {
     /// The statistics (their fields appear at this level in the JSON).
     #[serde(flatten)]
     pub summary: Summary,
-    /// Exits to userspace per sample during this measurement.
-    pub exits_per_sample: ExitsPerSample,
+    /// Exits to userspace per sample during this measurement; null where
+    /// the VMM's exits cannot be seen (QEMU).
+    pub exits_per_sample: Option<ExitsPerSample>,
     /// Every sample, in the order taken: only when raw samples were asked
     /// for (`bench-latency --raw`), absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -343,11 +356,16 @@ pub struct Document {
     pub timestamp: String,
     /// Where and how the runs were made.
     pub environment: Environment,
-    /// One run per irqchip, in the order run, each exactly as its VMM
-    /// reported it (raw samples joined in when asked for).
+    /// One run per VMM and irqchip, in the order run, each exactly as it
+    /// was reported (raw samples joined in when asked for).
     pub runs: Vec<RunReport>,
-    /// User irqchip over kernel irqchip, per measurement both have.
+    /// Run over run, per measurement both have: `uirq/user` over
+    /// `uirq/kernel` and, when QEMU ran, `uirq/user` over `qemu/user`
+    /// and `qemu/user` over `qemu/kernel`.
     pub ratios: Vec<Ratio>,
+    /// Each VMM's size and start-up on a trivial guest, per irqchip
+    /// (measured when QEMU runs too; empty otherwise).
+    pub footprints: Vec<Footprint>,
     /// The VMM's own work per timer interrupt set against the user path's
     /// latency; null without a `user` run.
     pub vmm_work: Option<VmmWork>,
@@ -363,6 +381,11 @@ pub struct Environment {
     pub host_kernel: String,
     /// QEMU's version line when nested; null natively.
     pub qemu: Option<String>,
+    /// The VMMs measured, in order (`uirq`, `qemu`).
+    pub vmms: Vec<String>,
+    /// The QEMU that ran the `qemu` rows, as its version line; null
+    /// without them.
+    pub peer_qemu: Option<String>,
     /// The architecture xtask ran on (`x86_64`, `aarch64`).
     pub build_machine: String,
     /// Samples per measurement asked for.
@@ -375,16 +398,38 @@ pub struct Environment {
     pub raw_samples: bool,
 }
 
-/// User irqchip over kernel irqchip for one measurement.
+/// One run's figure over another's for one measurement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ratio {
     /// The measurement.
     pub measurement: String,
-    /// The user run's p50 over the kernel run's p50 (a plain number);
-    /// null when the kernel's is 0.
-    pub user_over_kernel_p50: Option<f64>,
+    /// The run on top, as `vmm/irqchip` (`uirq/user`).
+    pub of: String,
+    /// The run below, as `vmm/irqchip` (`uirq/kernel`, `qemu/user`).
+    pub over: String,
+    /// Its p50 over the other's (a plain number); null when the other's
+    /// is 0.
+    pub p50: Option<f64>,
     /// The same for p99.
-    pub user_over_kernel_p99: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// One VMM with one irqchip on a trivial guest (the `oneshot` program:
+/// one timer interrupt, then SYSTEM_OFF), started and waited for by the
+/// harness where the VMM runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// `uirq` or `qemu`.
+    pub vmm: String,
+    /// `user` or `kernel`.
+    pub irqchip: String,
+    /// Guest RAM given to it, in MiB (the same for every VMM).
+    pub guest_ram_mib: u64,
+    /// The VMM process's peak resident set size (guest RAM it touched
+    /// included), in KiB; null where it could not be read.
+    pub peak_rss_kib: Option<u64>,
+    /// From the VMM's start to its exit, in ms; null where not measured.
+    pub start_to_exit_ms: Option<f64>,
 }
 
 /// The VMM's work per timer interrupt (user irqchip).

@@ -12,6 +12,8 @@
 //! - [`exit`]: how the firmware tells the VMM whether it succeeded.
 //! - [`psci`]: the PSCI function ids the firmware calls.
 //! - [`bench`](mod@bench): the latency benchmark's result buffer and phase markers.
+//! - [`bench_dump`]: the benchmark's result buffer as console lines, for
+//!   a VMM that cannot read guest memory (QEMU).
 //! - `bench_json` (feature `json`, for the VMM and xtask only): the
 //!   benchmark's JSON documents, the VMM's run reports and xtask's output.
 //! - [`report`]: how the harness's lines (the L1 init's, the VMM's reports)
@@ -22,6 +24,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod bench_dump;
 #[cfg(feature = "json")]
 pub mod bench_json;
 pub mod boot;

@@ -5,6 +5,7 @@
 //! plain code that the unit tests run on the build machine, the buffer
 //! writer against ordinary host memory standing in for guest RAM.
 
+use uirq_abi::bench_dump;
 use uirq_abi::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, DEFAULT_SAMPLES, DEFAULT_WARMUP,
     HOST_MAGIC, IPI_OFFSET, MAGIC, MAX_SAMPLES, MMIO_OFFSET, RESULTS_ADDR, RESULTS_SIZE,
@@ -200,6 +201,128 @@ impl Results {
         // `new`'s caller promised is writable and aligned.
         unsafe { self.base.cast::<u64>().write_volatile(MAGIC) };
     }
+
+    /// The word at byte `offset` (8-byte aligned, inside the buffer).
+    fn word(&self, offset: u64) -> u64 {
+        assert!(offset + 8 <= RESULTS_SIZE && offset % 8 == 0);
+        // SAFETY: `new`'s caller promised RESULTS_SIZE readable bytes at
+        // `base`; the word is inside them (checked above) and aligned.
+        unsafe {
+            self.base
+                .add(offset as usize)
+                .cast::<u64>()
+                .read_volatile()
+        }
+    }
+
+    /// Prints the used part of a completed buffer (header `h`) as
+    /// `uirq_abi::bench_dump` lines, each handed to `line` without its
+    /// newline: for a VMM that does not read guest memory.
+    pub fn dump(&self, h: &Header, mut line: impl FnMut(&str)) {
+        let regions = bench_dump::regions(h);
+        let total: u64 = regions.iter().map(|&(_, n)| n).sum();
+        let mut text = Line::new();
+        text.push_str(bench_dump::PREFIX);
+        text.push_str(" begin ");
+        text.push_u64(total);
+        line(text.as_str());
+        let mut stream = bench_dump::Stream::new();
+        let mut in_line = 0;
+        let mut seq = 0;
+        let words = regions
+            .into_iter()
+            .flat_map(|(offset, n)| (0..n).map(move |i| offset + 8 * i));
+        for offset in words {
+            if in_line == 0 {
+                text.clear();
+                text.push_str(bench_dump::PREFIX);
+                text.push_str(" ");
+                text.push_u64(seq);
+                text.push_str(" ");
+            }
+            let mut chars = [0u8; bench_dump::MAX_WORD_CHARS];
+            let n = stream.encode(self.word(offset), &mut chars);
+            text.push_bytes(&chars[..n]);
+            in_line += 1;
+            if in_line == bench_dump::WORDS_PER_LINE {
+                line(text.as_str());
+                in_line = 0;
+                seq += 1;
+            }
+        }
+        if in_line != 0 {
+            line(text.as_str());
+        }
+        text.clear();
+        text.push_str(bench_dump::PREFIX);
+        text.push_str(" end ");
+        text.push_u64(stream.words());
+        text.push_str(" ");
+        text.push_hex16(stream.hash());
+        line(text.as_str());
+    }
+}
+
+/// One dump line, built without an allocator: the prefix, a sequence
+/// number and [`bench_dump::WORDS_PER_LINE`] words of at most
+/// [`bench_dump::MAX_WORD_CHARS`] characters fit.
+struct Line {
+    bytes: [u8; Line::CAPACITY],
+    len: usize,
+}
+
+impl Line {
+    const CAPACITY: usize = 32 + bench_dump::WORDS_PER_LINE * bench_dump::MAX_WORD_CHARS;
+
+    fn new() -> Self {
+        Self {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) {
+        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.push_bytes(s.as_bytes());
+    }
+
+    fn push_u64(&mut self, mut v: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push_bytes(&digits[i..]);
+    }
+
+    fn push_hex16(&mut self, v: u64) {
+        for shift in (0..16).rev() {
+            let nibble = ((v >> (4 * shift)) & 0xf) as u8;
+            self.push_bytes(&[if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            }]);
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII was pushed: digits, the prefix and base64 characters.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +441,57 @@ mod tests {
             // SAFETY: inside the allocation (RESULTS_SIZE plus slack).
             unsafe { ((base + offset as usize) as *const u64).read_volatile() }
         }
+    }
+
+    // What the firmware prints under QEMU reads back, through the host's
+    // decoder, as exactly the buffer the VMM would have read.
+    #[test]
+    fn the_dump_carries_the_used_buffer_word_for_word() {
+        let mut fake = Fake::new();
+        // SAFETY: RESULTS_SIZE bytes of 16-byte aligned memory we own.
+        let results = unsafe { Results::new(fake.base()) };
+        let n = 150;
+        for i in 0..n {
+            let t = 1_000_000_000 + i * 70_000;
+            results.write_vtimer(
+                i,
+                VtimerSample {
+                    deadline: t,
+                    entry: t + 61_000,
+                    after_ack: t + 90_000,
+                    after_eoi: t + 95_000,
+                },
+            );
+            results.write_sgi(i, SgiSample { write: t, entry: t + 40_000 - i });
+            results.write_mmio(i, MmioSample { start: t, end: t + 30_000 });
+            results.write_ipi(i, IpiSample { write: t, entry: t + 100_000 });
+        }
+        let header = Header {
+            magic: 0,
+            version: 0,
+            cntfrq: 62_500_000,
+            samples: n,
+            warmup: 10,
+            anomalies: 0,
+            ipi_samples: n,
+            cpus: 2,
+        };
+        results.complete(header, || {});
+        let mut lines = Vec::new();
+        results.dump(&header, |l| lines.push(l.to_string()));
+        let words = uirq_abi::bench_dump::decode_lines(lines.iter().map(String::as_str), 1 << 20)
+            .unwrap();
+        assert_eq!(words.len() as u64, 8 + n * 10);
+        let rebuilt = uirq_abi::bench_dump::rebuild(&words, RESULTS_SIZE as usize).unwrap();
+        for offset in (0..RESULTS_SIZE).step_by(8) {
+            let at = offset as usize;
+            let got = u64::from_le_bytes(rebuilt[at..at + 8].try_into().unwrap());
+            assert_eq!(got, fake.word(offset), "word at {offset:#x}");
+        }
+        // Some 3-4 characters a timestamp, not 16 hex digits.
+        let chars: usize = lines.iter().map(String::len).sum();
+        assert!(chars < words.len() * 6, "{chars} characters for {} words", words.len());
+        assert!(lines.iter().all(|l| l.len() < 1000));
     }
 
     #[test]

@@ -366,9 +366,14 @@ fn series(results: &GuestResults) -> Vec<Series> {
 }
 
 /// The measurements of a run, with `exits` the per-phase exit counts
-/// (vtimer, sgi, mmio, ipi); ipi only when the firmware recorded it.
-pub fn measurements(results: &GuestResults, exits: [ExitsPerSample; 4]) -> Vec<Measurement> {
+/// (vtimer, sgi, mmio, ipi) where the VMM saw them; ipi only when the
+/// firmware recorded it.
+pub fn measurements(
+    results: &GuestResults,
+    exits: Option<[ExitsPerSample; 4]>,
+) -> Vec<Measurement> {
     let f = results.header.cntfrq;
+    let exits = exits.map_or([None, None, None, None], |e| e.map(Some));
     series(results)
         .into_iter()
         .zip(exits)
@@ -416,12 +421,18 @@ pub fn sample_chunks(results: &GuestResults) -> Vec<SampleChunk> {
 /// What the VMM knows of a benchmark run besides the firmware's buffer.
 #[derive(Clone, Debug, Default)]
 pub struct RunContext {
+    /// The program making the report: `uirq-vmm`, or `xtask` for a
+    /// firmware dump.
+    pub tool: &'static str,
+    /// `uirq` or `qemu`.
+    pub vmm: &'static str,
     /// `user` or `kernel`.
     pub irqchip: &'static str,
     /// vCPUs in the VM.
     pub vcpus: u64,
-    /// Exits per sample of the vtimer, sgi, mmio and ipi phases.
-    pub exits: [ExitsPerSample; 4],
+    /// Exits per sample of the vtimer, sgi, mmio and ipi phases, where the
+    /// VMM counted them.
+    pub exits: Option<[ExitsPerSample; 4]>,
     /// The VMM's timeline of the vtimer phase (user irqchip; else empty).
     pub timeline: Vec<IrqTimeline>,
     /// How the VMM's clock was put on the guest's timebase.
@@ -438,9 +449,10 @@ pub fn run_report(results: &GuestResults, run: RunContext) -> RunReport {
     let cntfrq = results.header.cntfrq;
     RunReport {
         schema_version: SCHEMA_VERSION,
-        tool: "uirq-vmm".into(),
+        tool: run.tool.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         timestamp: bench_json::rfc3339_utc(run.unix_secs),
+        vmm: run.vmm.into(),
         irqchip: run.irqchip.into(),
         cntfrq_hz: cntfrq,
         samples: results.header.samples,

@@ -1016,14 +1016,16 @@ fn bench_report(
     let out = bench::run_report(
         &results,
         RunContext {
+            tool: "uirq-vmm",
+            vmm: "uirq",
             irqchip,
             vcpus: args.cpus as u64,
-            exits: [
+            exits: Some([
                 exits(Phase::Vtimer),
                 exits(Phase::Sgi),
                 exits(Phase::Mmio),
                 exits(Phase::Ipi),
-            ],
+            ]),
             timeline,
             timebase: report.timebase.clone(),
             vmm_rss_kib: report.vmm_rss_kib,
@@ -1037,7 +1039,10 @@ fn bench_report(
     for m in &out.results {
         to.text(&format!(
             "  {:<7} p50 {:>10.0} ns  p99 {:>10.0} ns  exits/sample {:.2}",
-            m.measurement, m.summary.p50_ns, m.summary.p99_ns, m.exits_per_sample.total
+            m.measurement,
+            m.summary.p50_ns,
+            m.summary.p99_ns,
+            m.exits_per_sample.as_ref().map_or(0.0, |e| e.total)
         ));
     }
     to.report(uirq_abi::report::BENCH, &serde_json::to_string(&out)?);

@@ -1,8 +1,17 @@
 //! `cargo xtask bench-latency`: interrupt latency through the userspace GIC,
-//! set against KVM's in-kernel vGICv2 in the same run.
+//! set against KVM's in-kernel vGICv2 in the same run and, with `--vmm
+//! uirq,qemu`, against QEMU's own userspace GICv2 (`kernel_irqchip=off`)
+//! and QEMU on the in-kernel vGICv2.
 //!
-//! Each irqchip is one run of `uirq-vmm --program bench` (both in one boot
-//! of L1 when nested). The VMM prints one `@@bench <tag> {json}` line with
+//! Each (VMM, irqchip) is one run of the firmware's `bench` program (all
+//! in one boot of L1 when nested). Under QEMU no VMM reads the firmware's
+//! result buffer, so the firmware prints it (`uirq_abi::bench_dump`) and
+//! this module summarises it with `uirq_host::bench`, the code `uirq-vmm`
+//! uses for its own runs: every figure of every row is computed the same
+//! way. Each VMM also runs a trivial guest (`oneshot`) once per irqchip,
+//! for its peak memory and its start-to-exit time ([`Footprint`]).
+//!
+//! `uirq-vmm` prints one `@@bench <tag> {json}` line with
 //! the statistics it computed from the firmware's result buffer and its own
 //! timeline (the tag makes it the VMM's: `uirq_abi::report`) and, with
 //! `--raw`, every sample in `@@samples` lines. Both are the types of
@@ -13,13 +22,15 @@
 //! typo costs seconds, not the benchmark.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use uirq_abi::bench_json::{
-    self, Document, Measurement, Ratio, RawSamples, RunReport, SampleChunk, VmmWork, SCHEMA_VERSION,
+    self, Document, Footprint, Measurement, Ratio, RawSamples, RunReport, SampleChunk, VmmWork,
+    SCHEMA_VERSION,
 };
-use uirq_abi::report;
+use uirq_abi::boot::Program;
+use uirq_abi::{bench_dump, report};
 
 use crate::jobs::{self, Environment, JobResult};
 use crate::{build, check_output_path, progress, Result};
@@ -33,6 +44,8 @@ pub struct Options {
     pub warmup: u64,
     /// Irqchips to measure, in order.
     pub irqchips: Vec<&'static str>,
+    /// VMMs to measure, in order: `uirq`, `qemu`.
+    pub vmms: Vec<&'static str>,
     /// vCPUs of the benchmark VM: 2 or more adds the ipi measurement.
     pub cpus: usize,
     /// Where to write the JSON.
@@ -49,6 +62,7 @@ impl Default for Options {
             samples: 10_000,
             warmup: 100,
             irqchips: vec!["user", "kernel"],
+            vmms: vec!["uirq"],
             cpus: 2,
             json: None,
             plot: None,
@@ -83,6 +97,26 @@ impl IrqchipChoice {
     }
 }
 
+/// A VMM `bench-latency` can measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum VmmChoice {
+    /// This project's `uirq-vmm`.
+    Uirq,
+    /// `qemu-system-aarch64` with KVM (`-M virt,gic-version=2`), its own
+    /// userspace GICv2 with `kernel_irqchip=off`.
+    Qemu,
+}
+
+impl VmmChoice {
+    /// Its name in rows and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmmChoice::Uirq => "uirq",
+            VmmChoice::Qemu => "qemu",
+        }
+    }
+}
+
 /// The command line of `bench-latency`; [`Options`] once converted.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct Args {
@@ -97,6 +131,11 @@ pub struct Args {
     /// The irqchips to measure.
     #[arg(long, value_enum, default_value_t = IrqchipChoice::Both)]
     pub irqchip: IrqchipChoice,
+    /// The VMMs to measure, comma-separated: `uirq` (this project's) and
+    /// `qemu` (QEMU with KVM: its own userspace GICv2 with
+    /// kernel_irqchip=off, KVM's vGICv2 with kernel_irqchip=on).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "uirq")]
+    pub vmm: Vec<VmmChoice>,
     /// vCPUs of the benchmark VM, 1 to 8; 2 or more adds the ipi measurement.
     #[arg(long, value_name = "N", default_value_t = 2,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
@@ -119,6 +158,15 @@ impl From<Args> for Options {
             samples: a.samples,
             warmup: a.warmup,
             irqchips: a.irqchip.irqchips(),
+            vmms: {
+                let mut v: Vec<&'static str> = Vec::new();
+                for m in a.vmm {
+                    if !v.contains(&m.name()) {
+                        v.push(m.name());
+                    }
+                }
+                v
+            },
             cpus: a.cpus,
             json: a.json,
             plot: a.plot,
@@ -142,38 +190,24 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
     if let Some(path) = &o.plot {
         check_output_path(path, "--plot")?;
     }
-    let jobs: Vec<Vec<String>> = o
-        .irqchips
+    let keys = run_keys(o);
+    let elf = crate::qemu_plain::elf_of(&artifacts.guest_image);
+    // The benchmark runs first, then one trivial guest per run: the
+    // footprints.
+    let jobs: Vec<Vec<String>> = keys
         .iter()
-        .map(|chip| {
-            let mut args = [
-                "--program",
-                "bench",
-                "--samples",
-                &o.samples.to_string(),
-                "--warmup",
-                &o.warmup.to_string(),
-                "--irqchip",
-                chip,
-                "--cpus",
-                &o.cpus.to_string(),
-                "--timeout",
-                "1200",
-            ]
-            .map(String::from)
-            .to_vec();
-            if o.raw {
-                args.push("--raw-samples".into());
-            }
-            args
-        })
+        .map(|k| bench_job(&elf, o, *k))
+        .chain(keys.iter().map(|k| footprint_job(&elf, *k)))
         .collect();
 
     progress(format!(
-        "measuring {} x {} samples per irqchip ({}, {} vCPU{})",
+        "measuring {} x {} samples per run ({}, {} vCPU{})",
         if o.cpus >= 2 { 4 } else { 3 },
         o.samples,
-        o.irqchips.join(", "),
+        keys.iter()
+            .map(RunKey::label)
+            .collect::<Vec<_>>()
+            .join(", "),
         o.cpus,
         if o.cpus == 1 { "" } else { "s" }
     ));
@@ -198,7 +232,9 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
             let report = [report::BENCH, report::SAMPLES]
                 .iter()
                 .any(|k| line.strip_prefix(k).is_some_and(|r| r.starts_with(' ')));
-            if !report {
+            // The firmware's dump under QEMU is for this module, not for
+            // people.
+            if !report && !line.starts_with(bench_dump::PREFIX) {
                 println!("{line}");
             }
         };
@@ -213,21 +249,20 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
         r
     })?;
 
+    let (bench_results, footprint_results) = results.split_at(keys.len());
     let mut runs = Vec::new();
-    for (chip, r) in o.irqchips.iter().zip(&results) {
-        if r.exit_code != Some(0) {
-            let ended = match r.exit_code {
-                Some(code) => format!("exit code {code}"),
-                None => "no exit code: it never finished".to_string(),
-            };
-            return Err(format!(
-                "the {chip} irqchip run failed ({ended}):\n{}",
-                r.console
-            ));
-        }
-        runs.push(read_run(r, chip, o.raw)?);
+    for (key, r) in keys.iter().zip(bench_results) {
+        ensure_exited(r, &format!("the {} run", key.label()))?;
+        runs.push(match key.vmm {
+            "qemu" => read_dumped_run(r, key.irqchip, o.raw, unix_now())?,
+            _ => read_run(r, key.irqchip, o.raw)?,
+        });
     }
-    let doc = combine(&env, o, runs, unix_now());
+    let mut footprints = Vec::new();
+    for (key, r) in keys.iter().zip(footprint_results) {
+        footprints.push(footprint(*key, r)?);
+    }
+    let doc = combine(&env, o, runs, footprints, unix_now());
     print!("{}", tables(&doc));
     progress(format!("benchmark took {} s", started.elapsed().as_secs()));
     if let Some(path) = &o.json {
@@ -250,6 +285,195 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Guest RAM of every run, in MiB: `uirq-vmm`'s default, and what QEMU is
+/// given for the same guest.
+pub const GUEST_RAM_MIB: u64 = uirq_abi::layout::RAM_SIZE_DEFAULT >> 20;
+
+/// Upper bound for one run under QEMU, in seconds (the VMM's runs have
+/// `--timeout`).
+pub const QEMU_TIMEOUT_S: u64 = 1200;
+
+/// One run of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunKey {
+    /// `uirq` or `qemu`.
+    pub vmm: &'static str,
+    /// `user` or `kernel`.
+    pub irqchip: &'static str,
+}
+
+impl RunKey {
+    /// `vmm/irqchip`, as rows and ratios name a run.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.vmm, self.irqchip)
+    }
+}
+
+/// The runs `o` asks for, in order: each VMM with each irqchip.
+pub fn run_keys(o: &Options) -> Vec<RunKey> {
+    o.vmms
+        .iter()
+        .flat_map(|&vmm| {
+            o.irqchips
+                .iter()
+                .map(move |&irqchip| RunKey { vmm, irqchip })
+        })
+        .collect()
+}
+
+/// The job of the benchmark run `key`: `uirq-vmm`'s arguments, or QEMU's
+/// after the `@qemu` field, for the firmware ELF `elf`.
+pub fn bench_job(elf: &Path, o: &Options, key: RunKey) -> Vec<String> {
+    if key.vmm == "qemu" {
+        return qemu_job(
+            elf,
+            key.irqchip,
+            Program::Bench,
+            [o.samples, o.warmup],
+            o.cpus,
+        );
+    }
+    let mut args = [
+        "--program",
+        "bench",
+        "--samples",
+        &o.samples.to_string(),
+        "--warmup",
+        &o.warmup.to_string(),
+        "--irqchip",
+        key.irqchip,
+        "--cpus",
+        &o.cpus.to_string(),
+        "--timeout",
+        "1200",
+    ]
+    .map(String::from)
+    .to_vec();
+    if o.raw {
+        args.push("--raw-samples".into());
+    }
+    args
+}
+
+/// The job of `key`'s trivial guest: `oneshot` (one timer interrupt, then
+/// SYSTEM_OFF) on one vCPU with [`GUEST_RAM_MIB`].
+pub fn footprint_job(elf: &Path, key: RunKey) -> Vec<String> {
+    if key.vmm == "qemu" {
+        return qemu_job(elf, key.irqchip, Program::OneShot, [0, 0], 1);
+    }
+    [
+        "--program",
+        "oneshot",
+        "--irqchip",
+        key.irqchip,
+        "--cpus",
+        "1",
+        "--ram-mib",
+        &GUEST_RAM_MIB.to_string(),
+        "--timeout",
+        "60",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A `@qemu` job: the firmware `elf` as `program` (with `args` in the boot
+/// block) under QEMU with KVM on `cpus` vCPUs, with QEMU's own GICv2
+/// (`irqchip` `user`: `kernel_irqchip=off`, the interrupt controller in
+/// QEMU, which needs KVM_CAP_ARM_USER_IRQ exactly as `uirq-vmm` does) or
+/// KVM's (`kernel`).
+pub fn qemu_job(
+    elf: &Path,
+    irqchip: &str,
+    program: Program,
+    args: [u64; 2],
+    cpus: usize,
+) -> Vec<String> {
+    let kernel_irqchip = if irqchip == "user" { "off" } else { "on" };
+    let mut job: Vec<String> = vec![
+        crate::jobs::QEMU_FIELD.to_string(),
+        format!("{}{QEMU_TIMEOUT_S}", crate::jobs::TIMEOUT_FIELD),
+    ];
+    job.extend(crate::qemu_plain::kvm_arguments(
+        elf,
+        program,
+        args,
+        cpus,
+        GUEST_RAM_MIB,
+        &format!("virt,gic-version=2,kernel_irqchip={kernel_irqchip}"),
+    ));
+    job
+}
+
+/// Fails unless `r` ran to its end with exit code 0.
+fn ensure_exited(r: &JobResult, what: &str) -> Result<()> {
+    match r.exit_code {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("{what} failed (exit code {code}):\n{}", r.console)),
+        None => Err(format!(
+            "{what} failed (no exit code: it never finished):\n{}",
+            r.console
+        )),
+    }
+}
+
+/// The footprint of `key` from its trivial guest's job `r`.
+pub fn footprint(key: RunKey, r: &JobResult) -> Result<Footprint> {
+    let what = format!("the {} trivial guest (oneshot)", key.label());
+    ensure_exited(r, &what)?;
+    // QEMU exits 0 whatever the guest decided: the verdict is its line.
+    if !r.console.contains("scenario oneshot: PASS") {
+        return Err(format!("{what} did not pass:\n{}", r.console));
+    }
+    Ok(Footprint {
+        vmm: key.vmm.into(),
+        irqchip: key.irqchip.into(),
+        guest_ram_mib: GUEST_RAM_MIB,
+        peak_rss_kib: r.peak_rss_kib,
+        start_to_exit_ms: r.wall.map(|d| d.as_secs_f64() * 1e3),
+    })
+}
+
+/// The run of `chip` under QEMU, from the firmware's dump of its result
+/// buffer in `r`'s console, summarised as `uirq-vmm` summarises its own
+/// (`uirq_host::bench::run_report`); exits per sample are unknown there.
+pub fn read_dumped_run(r: &JobResult, chip: &str, raw: bool, unix_secs: u64) -> Result<RunReport> {
+    let what = format!("the qemu/{chip} run");
+    let size = uirq_abi::bench::RESULTS_SIZE as usize;
+    let words = bench_dump::decode_lines(r.console.lines(), (size / 8) as u64)
+        .map_err(|e| format!("{what}'s buffer dump: {e}:\n{}", r.console))?;
+    let bytes = bench_dump::rebuild(&words, size).ok_or_else(|| {
+        format!("{what}'s buffer dump does not fill the regions its header names")
+    })?;
+    let results =
+        uirq_host::bench::decode(&bytes).map_err(|e| format!("{what}'s result buffer: {e}"))?;
+    let irqchip = if chip == "user" { "user" } else { "kernel" };
+    let mut run = uirq_host::bench::run_report(
+        &results,
+        uirq_host::bench::RunContext {
+            tool: "xtask",
+            vmm: "qemu",
+            irqchip,
+            vcpus: results.header.cpus,
+            exits: None,
+            timeline: Vec::new(),
+            timebase: "guest counter only (QEMU's own work is not seen)".into(),
+            vmm_rss_kib: None,
+            unix_secs,
+        },
+    );
+    if raw {
+        for (m, (_, ticks)) in run
+            .results
+            .iter_mut()
+            .zip(uirq_host::bench::sample_ticks(&results))
+        {
+            m.raw = Some(RawSamples::from_ticks(ticks, results.header.cntfrq));
+        }
+    }
+    Ok(run)
+}
+
 /// The run of `chip` as its VMM reported it: the `@@bench` report and,
 /// with `raw`, every sample from the `@@samples` reports joined into its
 /// measurements.
@@ -258,7 +482,7 @@ pub fn read_run(r: &JobResult, chip: &str, raw: bool) -> Result<RunReport> {
         .report(report::BENCH)
         .ok_or_else(|| format!("the {chip} irqchip run printed no figures:\n{}", r.console))?;
     let mut run = decode_report(text).map_err(|e| format!("the {chip} run's figures: {e}"))?;
-    if run.irqchip != chip {
+    if run.irqchip != chip || run.vmm != "uirq" {
         return Err(format!(
             "the {chip} run's figures are for the {} irqchip",
             run.irqchip
@@ -319,37 +543,58 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b != 0.0 && r.is_finite()).then_some(r)
 }
 
-/// `chip`'s measurement `name` among `runs`.
-fn find<'a>(runs: &'a [RunReport], chip: &str, name: &str) -> Option<&'a Measurement> {
+/// The measurement `name` of the run `label` (`vmm/irqchip`) among `runs`.
+fn find<'a>(runs: &'a [RunReport], label: &str, name: &str) -> Option<&'a Measurement> {
     runs.iter()
-        .filter(|r| r.irqchip == chip)
+        .filter(|r| format!("{}/{}", r.vmm, r.irqchip) == label)
         .flat_map(|r| &r.results)
         .find(|m| m.measurement == name)
 }
 
+/// The ratios the document gives, as (of, over): the userspace GIC over
+/// the in-kernel one in each VMM, this VMM's userspace GIC over QEMU's,
+/// and the in-kernel vGIC under each VMM (where only the VMM differs).
+pub const RATIOS: [(&str, &str); 4] = [
+    ("uirq/user", "uirq/kernel"),
+    ("uirq/user", "qemu/user"),
+    ("qemu/user", "qemu/kernel"),
+    ("uirq/kernel", "qemu/kernel"),
+];
+
 /// The output document: the environment, the VMM's `runs` whole, and the
 /// figures derived from them, stamped `unix_secs` seconds after the epoch.
-pub fn combine(env: &Environment, o: &Options, runs: Vec<RunReport>, unix_secs: u64) -> Document {
-    let ratios = MEASUREMENTS
+pub fn combine(
+    env: &Environment,
+    o: &Options,
+    runs: Vec<RunReport>,
+    footprints: Vec<Footprint>,
+    unix_secs: u64,
+) -> Document {
+    let ratios = RATIOS
         .into_iter()
-        .filter_map(|name| {
-            let (u, k) = (find(&runs, "user", name)?, find(&runs, "kernel", name)?);
-            Some(Ratio {
-                measurement: name.into(),
-                user_over_kernel_p50: ratio(u.summary.p50_ns, k.summary.p50_ns),
-                user_over_kernel_p99: ratio(u.summary.p99_ns, k.summary.p99_ns),
+        .flat_map(|(of, over)| {
+            let runs = &runs;
+            MEASUREMENTS.into_iter().filter_map(move |name| {
+                let (a, b) = (find(runs, of, name)?, find(runs, over, name)?);
+                Some(Ratio {
+                    measurement: name.into(),
+                    of: of.into(),
+                    over: over.into(),
+                    p50: ratio(a.summary.p50_ns, b.summary.p50_ns),
+                    p99: ratio(a.summary.p99_ns, b.summary.p99_ns),
+                })
             })
         })
         .collect();
     // The VMM's own work per timer interrupt against the user path's p50.
     let vmm_work = runs
         .iter()
-        .filter(|r| r.irqchip == "user")
+        .filter(|r| r.vmm == "uirq" && r.irqchip == "user")
         .flat_map(|r| &r.stages)
         .find(|s| s.stage == "vmm_work_per_irq")
         .map(|s| VmmWork {
             per_timer_irq_p50_ns: s.summary.p50_ns,
-            share_of_user_vtimer_p50: find(&runs, "user", "vtimer")
+            share_of_user_vtimer_p50: find(&runs, "uirq/user", "vtimer")
                 .and_then(|m| ratio(s.summary.p50_ns, m.summary.p50_ns)),
         });
     Document {
@@ -361,6 +606,8 @@ pub fn combine(env: &Environment, o: &Options, runs: Vec<RunReport>, unix_secs: 
             kind: env.kind.into(),
             host_kernel: env.kernel.clone(),
             qemu: env.qemu.clone(),
+            vmms: o.vmms.iter().map(|v| v.to_string()).collect(),
+            peer_qemu: None,
             build_machine: std::env::consts::ARCH.into(),
             samples: o.samples,
             warmup: o.warmup,
@@ -369,6 +616,7 @@ pub fn combine(env: &Environment, o: &Options, runs: Vec<RunReport>, unix_secs: 
         },
         runs,
         ratios,
+        footprints,
         vmm_work,
     }
 }
@@ -435,6 +683,11 @@ fn cells<const N: usize>(texts: [&str; N]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
 
+/// `vmm/irqchip` of a run.
+fn label(r: &RunReport) -> String {
+    format!("{}/{}", r.vmm, r.irqchip)
+}
+
 /// The human-readable tables for `doc`.
 pub fn tables(doc: &Document) -> String {
     let mut out = String::new();
@@ -452,8 +705,72 @@ pub fn tables(doc: &Document) -> String {
         if env.vcpus == 1 { "" } else { "s" },
         env.samples,
     );
+    // The comparison first: one row per run, p50 / p99 per measurement.
+    let present: Vec<&str> = MEASUREMENTS
+        .into_iter()
+        .filter(|name| {
+            doc.runs
+                .iter()
+                .any(|r| r.results.iter().any(|m| m.measurement == *name))
+        })
+        .collect();
+    let mut header = vec!["run".to_string()];
+    header.extend(present.iter().map(|m| format!("{m} p50 / p99")));
+    let mut rows = vec![header];
+    for r in &doc.runs {
+        let mut row = vec![label(r)];
+        for name in &present {
+            row.push(
+                r.results
+                    .iter()
+                    .find(|m| m.measurement == *name)
+                    .map_or("-".into(), |m| {
+                        format!("{} / {}", ns(m.summary.p50_ns), ns(m.summary.p99_ns))
+                    }),
+            );
+        }
+        rows.push(row);
+    }
+    let mut right = vec![true; present.len() + 1];
+    right[0] = false;
+    out.push_str(&layout(&rows, &right, ""));
+    if !doc.ratios.is_empty() {
+        let _ = writeln!(out, "\nratios:");
+        let x = |r: Option<f64>| r.map_or("-".into(), |r| format!("x{r:.2}"));
+        let mut rows = vec![cells(["measure", "run", "over", "p50", "p99"])];
+        for r in &doc.ratios {
+            rows.push(vec![
+                r.measurement.clone(),
+                r.of.clone(),
+                r.over.clone(),
+                x(r.p50),
+                x(r.p99),
+            ]);
+        }
+        out.push_str(&layout(&rows, &[false, false, false, true, true], "  "));
+    }
+    if !doc.footprints.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nfootprint on a trivial guest (oneshot: one timer interrupt; {} MiB guest RAM):",
+            doc.footprints[0].guest_ram_mib
+        );
+        let mut rows = vec![cells(["run", "peak RSS", "start to exit"])];
+        for f in &doc.footprints {
+            rows.push(vec![
+                format!("{}/{}", f.vmm, f.irqchip),
+                f.peak_rss_kib
+                    .map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+                f.start_to_exit_ms
+                    .map_or("-".into(), |ms| format!("{ms:.1} ms")),
+            ]);
+        }
+        out.push_str(&layout(&rows, &[false, true, true], "  "));
+    }
+
+    let _ = writeln!(out, "\nevery run:");
     let mut runs = vec![cells([
-        "irqchip",
+        "run",
         "CNTFRQ Hz",
         "vCPUs",
         "guest anomalies",
@@ -461,7 +778,7 @@ pub fn tables(doc: &Document) -> String {
     ])];
     for r in &doc.runs {
         runs.push(vec![
-            r.irqchip.clone(),
+            label(r),
             r.cntfrq_hz.to_string(),
             r.vcpus.to_string(),
             r.guest_anomalies.to_string(),
@@ -472,17 +789,17 @@ pub fn tables(doc: &Document) -> String {
     out.push_str(&layout(&runs, &[false, true, true, true, true], ""));
     let _ = writeln!(
         out,
-        "\n(p99.9 from {P999_MIN_SAMPLES} samples; exits: exits to the VMM per sample; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)"
+        "\n(p99.9 from {P999_MIN_SAMPLES} samples; exits: exits to the VMM per sample, - where not seen; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)"
     );
     let mut rows = vec![cells([
-        "irqchip", "measure", "count", "min", "p50", "p90", "p99", "p99.9", "max", "exits",
-        "outl.", "neg.",
+        "run", "measure", "count", "min", "p50", "p90", "p99", "p99.9", "max", "exits", "outl.",
+        "neg.",
     ])];
     for r in &doc.runs {
         for m in &r.results {
             let s = &m.summary;
             rows.push(vec![
-                r.irqchip.clone(),
+                label(r),
                 m.measurement.clone(),
                 s.count.to_string(),
                 ns(s.min_ns),
@@ -495,7 +812,9 @@ pub fn tables(doc: &Document) -> String {
                     "-".into()
                 },
                 ns(s.max_ns),
-                format!("{:.2}", m.exits_per_sample.total),
+                m.exits_per_sample
+                    .as_ref()
+                    .map_or("-".into(), |e| format!("{:.2}", e.total)),
                 s.outliers.to_string(),
                 s.negative.to_string(),
             ]);
@@ -504,25 +823,8 @@ pub fn tables(doc: &Document) -> String {
     let mut right = vec![true; 12];
     right[..2].copy_from_slice(&[false, false]);
     out.push_str(&layout(&rows, &right, ""));
-    if !doc.ratios.is_empty() {
-        let _ = writeln!(out, "\nuser / kernel:");
-        let x = |r: Option<f64>| r.map_or("-".into(), |r| format!("x{r:.2}"));
-        let mut rows = vec![cells(["measure", "p50", "p99"])];
-        for r in &doc.ratios {
-            rows.push(vec![
-                r.measurement.clone(),
-                x(r.user_over_kernel_p50),
-                x(r.user_over_kernel_p99),
-            ]);
-        }
-        out.push_str(&layout(&rows, &[false, true, true], "  "));
-    }
     for r in doc.runs.iter().filter(|r| !r.stages.is_empty()) {
-        let _ = writeln!(
-            out,
-            "\nvirtual-timer path through the {} irqchip, by stage:",
-            r.irqchip
-        );
+        let _ = writeln!(out, "\nvirtual-timer path through {}, by stage:", label(r));
         let mut rows = vec![cells(["stage", "p50", "p99", "interval"])];
         for s in &r.stages {
             rows.push(vec![
@@ -615,7 +917,12 @@ pub fn plot_svg(doc: &Document) -> String {
     const LEFT: f64 = 90.0;
     const RIGHT: f64 = 40.0;
     const TOP: f64 = 50.0;
-    let colors = [("user", "#1f77b4"), ("kernel", "#ff7f0e")];
+    let colors = [
+        ("uirq/user", "#1f77b4"),
+        ("uirq/kernel", "#ff7f0e"),
+        ("qemu/user", "#2ca02c"),
+        ("qemu/kernel", "#d62728"),
+    ];
     let names: Vec<&str> = MEASUREMENTS
         .into_iter()
         .filter(|name| {
@@ -632,8 +939,15 @@ pub fn plot_svg(doc: &Document) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency: userspace GIC vs in-kernel vGICv2 ({}, {} samples)</text>\n",
-        doc.environment.kind, doc.environment.samples
+         <text x=\"{LEFT}\" y=\"24\" font-size=\"16\">Interrupt latency by VMM and irqchip: {} ({}, {} samples)</text>\n",
+        colors
+            .iter()
+            .filter(|(run, _)| doc.runs.iter().any(|r| label(r) == *run))
+            .map(|(run, _)| *run)
+            .collect::<Vec<_>>()
+            .join(", "),
+        doc.environment.kind,
+        doc.environment.samples
     );
     for (row, name) in names.iter().enumerate() {
         let y0 = TOP + row as f64 * (PANEL_H + GAP);
@@ -896,9 +1210,11 @@ mod tests {
         uirq_host::bench::run_report(
             results,
             RunContext {
+                tool: "uirq-vmm",
+                vmm: "uirq",
                 irqchip,
                 vcpus: 2,
-                exits: [exits.clone(), exits.clone(), exits.clone(), exits],
+                exits: Some([exits.clone(), exits.clone(), exits.clone(), exits]),
                 timeline: if irqchip == "user" {
                     timeline
                 } else {
@@ -981,6 +1297,142 @@ mod tests {
         assert!(read_run(&job(&results, &report, false), "kernel", false).is_err());
     }
 
+    /// The console of a QEMU run of `results`: what the firmware prints,
+    /// the dump among other lines.
+    fn qemu_console(results: &GuestResults) -> String {
+        let h = &results.header;
+        let mut words = vec![
+            h.magic,
+            h.version,
+            h.cntfrq,
+            h.samples,
+            h.warmup,
+            h.anomalies,
+            h.ipi_samples,
+            h.cpus,
+        ];
+        for v in &results.vtimer {
+            words.extend([v.deadline, v.entry, v.after_ack, v.after_eoi]);
+        }
+        words.extend(results.sgi.iter().flat_map(|x| [x.write, x.entry]));
+        words.extend(results.mmio.iter().flat_map(|x| [x.start, x.end]));
+        words.extend(results.ipi.iter().flat_map(|x| [x.write, x.entry]));
+        let mut out = String::from("bench: measuring\n");
+        out.push_str(&format!("{} begin {}\n", bench_dump::PREFIX, words.len()));
+        let mut stream = bench_dump::Stream::new();
+        for (i, chunk) in words.chunks(bench_dump::WORDS_PER_LINE).enumerate() {
+            out.push_str(&format!("{} {i} ", bench_dump::PREFIX));
+            for &w in chunk {
+                let mut buf = [0u8; bench_dump::MAX_WORD_CHARS];
+                let n = stream.encode(w, &mut buf);
+                out.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} end {} {:016x}\nbench: 4 x {} samples recorded\n",
+            bench_dump::PREFIX,
+            stream.words(),
+            stream.hash(),
+            h.samples
+        ));
+        out
+    }
+
+    // A run under QEMU is summarised exactly as the VMM summarises its
+    // own: the same figures from the same buffer, without exit counts.
+    #[test]
+    fn a_qemu_run_s_dump_gives_the_vmm_s_figures() {
+        let results = guest_results(1200, 3);
+        let r = JobResult {
+            console: qemu_console(&results),
+            exit_code: Some(0),
+            ..JobResult::default()
+        };
+        let run = read_dumped_run(&r, "user", true, 1_796_258_315).unwrap();
+        let vmm = vmm_report(&results, "user");
+        assert_eq!((run.vmm.as_str(), run.irqchip.as_str()), ("qemu", "user"));
+        assert_eq!(run.tool, "xtask");
+        assert_eq!(run.results.len(), 4);
+        for (q, u) in run.results.iter().zip(&vmm.results) {
+            assert_eq!(q.summary, u.summary, "{}", q.measurement);
+            assert_eq!(q.exits_per_sample, None);
+            assert_eq!(q.raw.as_ref().unwrap().ticks.len(), 1200);
+        }
+        assert_eq!(run.guest_anomalies, 3);
+        assert!(run.stages.is_empty());
+        // A cut dump is an error that says so, not a short run.
+        let cut: String = r
+            .console
+            .lines()
+            .filter(|l| !l.starts_with("bench-dump 7 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let err = read_dumped_run(
+            &JobResult {
+                console: cut,
+                ..JobResult::default()
+            },
+            "user",
+            false,
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("dump line 8 came where line 7 was due"),
+            "{err}"
+        );
+        let err = read_dumped_run(&JobResult::default(), "kernel", false, 0).unwrap_err();
+        assert!(
+            err.starts_with("the qemu/kernel run's buffer dump: no `bench-dump begin` line"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn qemu_jobs_name_the_irqchip_and_the_program() {
+        let o = Options {
+            samples: 300,
+            warmup: 5,
+            vmms: vec!["uirq", "qemu"],
+            ..Options::default()
+        };
+        let keys = run_keys(&o);
+        let labels: Vec<String> = keys.iter().map(RunKey::label).collect();
+        assert_eq!(
+            labels,
+            ["uirq/user", "uirq/kernel", "qemu/user", "qemu/kernel"]
+        );
+        let elf = Path::new("/fw/uirq-guest");
+        let job = bench_job(elf, &o, keys[2]).join(" ");
+        assert!(job.starts_with("@qemu @timeout-s="), "{job}");
+        assert!(
+            job.contains(
+                " -accel kvm -M virt,gic-version=2,kernel_irqchip=off -cpu host -smp 2 -m 64 "
+            ),
+            "{job}"
+        );
+        // The boot block names the bench program and its samples.
+        let words = uirq_abi::boot::block::words(Program::Bench.number(), [300, 5]);
+        for (addr, value) in words {
+            assert!(
+                job.contains(&format!("loader,addr={addr:#x},data={value:#x},")),
+                "{job}"
+            );
+        }
+        let kernel = bench_job(elf, &o, keys[3]).join(" ");
+        assert!(kernel.contains("kernel_irqchip=on"), "{kernel}");
+        let uirq = bench_job(elf, &o, keys[0]);
+        assert!(!uirq.iter().any(|a| a.starts_with('@')), "{uirq:?}");
+        let trivial = footprint_job(elf, keys[1]).join(" ");
+        assert_eq!(
+            trivial,
+            "--program oneshot --irqchip kernel --cpus 1 --ram-mib 64 --timeout 60"
+        );
+        let trivial = footprint_job(elf, keys[2]).join(" ");
+        assert!(trivial.contains(" -smp 1 -m 64 "), "{trivial}");
+    }
+
     #[test]
     fn reports_of_another_schema_version_are_refused() {
         let results = guest_results(10, 0);
@@ -988,7 +1440,7 @@ mod tests {
         report.schema_version = SCHEMA_VERSION + 1;
         let err = read_run(&job(&results, &report, false), "user", false).unwrap_err();
         assert!(
-            err.contains("schema version 2, this xtask reads 1"),
+            err.contains("schema version 3, this xtask reads 2"),
             "{err}"
         );
         let err = decode_report("{\"irqchip\":\"user\"}").unwrap_err();
@@ -1014,7 +1466,13 @@ mod tests {
             raw: true,
             ..Options::default()
         };
-        let doc = combine(&env(), &o, vec![user.unwrap(), kernel.unwrap()], 0);
+        let doc = combine(
+            &env(),
+            &o,
+            vec![user.unwrap(), kernel.unwrap()],
+            footprints(),
+            0,
+        );
         let text = serde_json::to_string_pretty(&doc).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["schema_version"], SCHEMA_VERSION);
@@ -1049,6 +1507,7 @@ mod tests {
             &env(),
             &Options::default(),
             vec![vmm_report(&results, "user")],
+            Vec::new(),
             0,
         );
         let text = serde_json::to_string(&plain).unwrap();
@@ -1075,24 +1534,43 @@ mod tests {
         }
     }
 
+    fn footprints() -> Vec<Footprint> {
+        [("uirq", "user", 5200), ("qemu", "user", 61_000)]
+            .into_iter()
+            .map(|(vmm, irqchip, rss)| Footprint {
+                vmm: vmm.into(),
+                irqchip: irqchip.into(),
+                guest_ram_mib: 64,
+                peak_rss_kib: Some(rss),
+                start_to_exit_ms: Some(rss as f64 / 100.0),
+            })
+            .collect()
+    }
+
     /// A run of `chip` with its vtimer p50 at `p50` ns and `count` samples,
     /// sgi at a tenth of both, and mmio in a much lower range.
     fn synthetic(chip: &str, p50: f64, count: u64) -> RunReport {
+        synthetic_of("uirq", chip, p50, count)
+    }
+
+    /// The same for `vmm` (QEMU's runs have no exit counts).
+    fn synthetic_of(vmm: &str, chip: &str, p50: f64, count: u64) -> RunReport {
         let m = |name: &str, summary: Summary, exits: f64| Measurement {
             measurement: name.into(),
             interval: format!("{name} interval"),
             summary,
-            exits_per_sample: ExitsPerSample {
+            exits_per_sample: (vmm == "uirq").then(|| ExitsPerSample {
                 total: exits,
                 ..ExitsPerSample::default()
-            },
+            }),
             raw: None,
         };
         RunReport {
             schema_version: SCHEMA_VERSION,
-            tool: "uirq-vmm".into(),
+            tool: if vmm == "uirq" { "uirq-vmm" } else { "xtask" }.into(),
             tool_version: "0.1.0".into(),
             timestamp: "2026-12-03T00:38:35Z".into(),
+            vmm: vmm.into(),
             irqchip: chip.into(),
             cntfrq_hz: 62_500_000,
             samples: count,
@@ -1105,7 +1583,7 @@ mod tests {
                 m("sgi", summary(count / 10, p50 / 10.0, 1e3, 1e5), 3.0),
                 m("mmio", summary(count, 250.0, 100.0, 2000.0), 1.0),
             ],
-            stages: if chip == "user" {
+            stages: if chip == "user" && vmm == "uirq" {
                 vec![Stage {
                     stage: "vmm_work_per_irq".into(),
                     interval: "time outside KVM_RUN".into(),
@@ -1114,7 +1592,7 @@ mod tests {
             } else {
                 Vec::new()
             },
-            vmm_rss_kib: (chip == "user").then_some(3072),
+            vmm_rss_kib: (chip == "user" && vmm == "uirq").then_some(3072),
         }
     }
 
@@ -1126,6 +1604,26 @@ mod tests {
                 synthetic("user", 1_234_567.0, 10_000),
                 synthetic("kernel", 4_000.0, 1000),
             ],
+            Vec::new(),
+            0,
+        )
+    }
+
+    /// All four runs: QEMU's userspace GIC at twice this VMM's p50.
+    fn synthetic_four() -> Document {
+        combine(
+            &env(),
+            &Options {
+                vmms: vec!["uirq", "qemu"],
+                ..Options::default()
+            },
+            vec![
+                synthetic("user", 1_000_000.0, 2000),
+                synthetic("kernel", 100_000.0, 2000),
+                synthetic_of("qemu", "user", 2_000_000.0, 2000),
+                synthetic_of("qemu", "kernel", 125_000.0, 2000),
+            ],
+            footprints(),
             0,
         )
     }
@@ -1136,7 +1634,11 @@ mod tests {
         assert_eq!(doc.ratios.len(), 3);
         let r = &doc.ratios[0];
         assert_eq!(r.measurement, "vtimer");
-        assert!((r.user_over_kernel_p50.unwrap() - 308.641_75).abs() < 1e-3);
+        assert_eq!(
+            (r.of.as_str(), r.over.as_str()),
+            ("uirq/user", "uirq/kernel")
+        );
+        assert!((r.p50.unwrap() - 308.641_75).abs() < 1e-3);
         let w = doc.vmm_work.as_ref().unwrap();
         assert!((w.share_of_user_vtimer_p50.unwrap() - 0.05).abs() < 1e-12);
         let mut zero = synthetic("kernel", 0.0, 10);
@@ -1145,10 +1647,71 @@ mod tests {
             &env(),
             &Options::default(),
             vec![synthetic("user", 1.0, 10), zero],
+            Vec::new(),
             0,
         );
-        assert_eq!(doc.ratios[0].user_over_kernel_p50, None, "no ratio to 0");
+        assert_eq!(doc.ratios[0].p50, None, "no ratio to 0");
         assert!(serde_json::to_string(&doc).is_ok());
+    }
+
+    // With QEMU's runs: every pair of RATIOS, per measurement, in order;
+    // the VMM work is this VMM's user run's.
+    #[test]
+    fn four_runs_give_every_ratio_between_vmms_and_irqchips() {
+        let doc = synthetic_four();
+        let pairs: Vec<(String, String, String)> = doc
+            .ratios
+            .iter()
+            .map(|r| (r.measurement.clone(), r.of.clone(), r.over.clone()))
+            .collect();
+        assert_eq!(pairs.len(), 4 * 3);
+        assert_eq!(
+            pairs[3],
+            ("vtimer".into(), "uirq/user".into(), "qemu/user".into())
+        );
+        let uq = &doc.ratios[3];
+        assert!((uq.p50.unwrap() - 0.5).abs() < 1e-12, "{uq:?}");
+        let kk = &doc.ratios[9];
+        assert_eq!(
+            (kk.of.as_str(), kk.over.as_str()),
+            ("uirq/kernel", "qemu/kernel")
+        );
+        assert!((kk.p50.unwrap() - 0.8).abs() < 1e-12);
+        assert!(doc.vmm_work.is_some());
+        assert_eq!(doc.environment.vmms, ["uirq", "qemu"]);
+        let text = tables(&doc);
+        // One row per run, p50 / p99 per measurement.
+        assert!(
+            text.contains(
+                "\nrun             vtimer p50 / p99        sgi p50 / p99   mmio p50 / p99\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nqemu/user      2.00 ms / 6.00 ms"),
+            "{text}"
+        );
+        // QEMU's exits are not seen: a dash, not a zero.
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("qemu/user    vtimer"))
+            .unwrap();
+        assert!(row.contains(" 80.00 ms      -     20 "), "{row}");
+        assert!(
+            text.contains("  uirq/user   5.1 MiB        52.0 ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  qemu/user  59.6 MiB       610.0 ms"),
+            "{text}"
+        );
+        // The plot has a series of each run in each panel.
+        let svg = plot_svg(&doc);
+        for run in ["uirq/user", "uirq/kernel", "qemu/user", "qemu/kernel"] {
+            assert_eq!(svg.matches(&format!(">{run}: p50 ")).count(), 3, "{run}");
+        }
+        let back: Document = serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
     }
 
     // The tables line up whatever the numbers' lengths (987.7 us next to
@@ -1160,26 +1723,31 @@ mod tests {
         let text = tables(&synthetic_doc());
         let expected = "
 Interrupt latency, nested (6.12 kernel, QEMU 7.2), 2 vCPUs, 10000 samples per measurement
-irqchip  CNTFRQ Hz  vCPUs  guest anomalies  VMM memory
-user      62500000      2                0     3.0 MiB
-kernel    62500000      2                0           -
+run           vtimer p50 / p99        sgi p50 / p99   mmio p50 / p99
+uirq/user    1.23 ms / 3.70 ms  123.5 us / 370.4 us  250 ns / 750 ns
+uirq/kernel   4.0 us / 12.0 us      400 ns / 1.2 us  250 ns / 750 ns
 
-(p99.9 from 1000 samples; exits: exits to the VMM per sample; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)
-irqchip  measure  count       min       p50       p90       p99     p99.9       max  exits  outl.  neg.
-user     vtimer   10000  987.7 us   1.23 ms   1.85 ms   3.70 ms  11.11 ms  49.38 ms   3.00    100    20
-user     sgi       1000   98.8 us  123.5 us  185.2 us  370.4 us   1.11 ms   4.94 ms   3.00     10     2
-user     mmio     10000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00    100    20
-kernel   vtimer    1000    3.2 us    4.0 us    6.0 us   12.0 us   36.0 us  160.0 us   3.00     10     2
-kernel   sgi        100    320 ns    400 ns    600 ns    1.2 us         -   16.0 us   3.00      1     0
-kernel   mmio      1000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00     10     2
+ratios:
+  measure  run        over             p50      p99
+  vtimer   uirq/user  uirq/kernel  x308.64  x308.64
+  sgi      uirq/user  uirq/kernel  x308.64  x308.64
+  mmio     uirq/user  uirq/kernel    x1.00    x1.00
 
-user / kernel:
-  measure      p50      p99
-  vtimer   x308.64  x308.64
-  sgi      x308.64  x308.64
-  mmio       x1.00    x1.00
+every run:
+run          CNTFRQ Hz  vCPUs  guest anomalies  VMM memory
+uirq/user     62500000      2                0     3.0 MiB
+uirq/kernel   62500000      2                0           -
 
-virtual-timer path through the user irqchip, by stage:
+(p99.9 from 1000 samples; exits: exits to the VMM per sample, - where not seen; outl.: samples above Q3 + 3 IQR, kept; neg.: samples that ended before they began)
+run          measure  count       min       p50       p90       p99     p99.9       max  exits  outl.  neg.
+uirq/user    vtimer   10000  987.7 us   1.23 ms   1.85 ms   3.70 ms  11.11 ms  49.38 ms   3.00    100    20
+uirq/user    sgi       1000   98.8 us  123.5 us  185.2 us  370.4 us   1.11 ms   4.94 ms   3.00     10     2
+uirq/user    mmio     10000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00    100    20
+uirq/kernel  vtimer    1000    3.2 us    4.0 us    6.0 us   12.0 us   36.0 us  160.0 us   3.00     10     2
+uirq/kernel  sgi        100    320 ns    400 ns    600 ns    1.2 us         -   16.0 us   3.00      1     0
+uirq/kernel  mmio      1000    200 ns    250 ns    375 ns    750 ns    2.2 us   10.0 us   1.00     10     2
+
+virtual-timer path through uirq/user, by stage:
   stage                 p50       p99  interval
   vmm_work_per_irq  61.7 us  185.2 us  time outside KVM_RUN
 
@@ -1198,7 +1766,9 @@ VMM work per timer interrupt: p50 61.7 us = 5.0% of the user path's p50
             let text = tables(&doc);
             let row = text
                 .lines()
-                .find(|l| l.starts_with("user ") && l.contains("vtimer"))
+                .find(|l| {
+                    l.starts_with("uirq/user ") && l.contains("vtimer") && l.contains(" 1.23 ms ")
+                })
                 .unwrap()
                 .to_string();
             row.split_whitespace().nth(11).unwrap().to_string()

@@ -64,6 +64,10 @@ pub const STDIN_FIELD: &str = "@stdin=";
 pub const STDOUT_UNREAD: &str = "@stdout-unread";
 /// A job field: `NAME=VALUE` after `=` goes into the VMM's environment.
 pub const ENV_FIELD: &str = "@env=";
+/// A job field: the job's arguments are QEMU's, not the VMM's.
+pub const QEMU_FIELD: &str = "@qemu";
+/// A job field: stop the job after this many seconds.
+pub const TIMEOUT_FIELD: &str = "@timeout-s=";
 /// The VMM's log filter (`tracing`'s syntax), read by `uirq-vmm`.
 pub const LOG_ENV: &str = "UIRQ_LOG";
 
@@ -277,6 +281,10 @@ pub struct JobResult {
     pub console: String,
     /// The VMM's exit code; `None` if the job never finished.
     pub exit_code: Option<i32>,
+    /// The process's peak resident set size, in KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// From the process's spawn to its exit.
+    pub wall: Option<Duration>,
     /// With `@mark=TEXT`: the time from the VMM's spawn to the first line
     /// containing TEXT, if one came.
     pub mark: Option<Duration>,
@@ -513,6 +521,8 @@ fn nested(
                 args: args.clone(),
                 console: out.console,
                 exit_code: out.exit_code,
+                peak_rss_kib: None,
+                wall: None,
                 mark: out.mark,
                 reports: out.reports,
                 fetched,
@@ -599,6 +609,8 @@ fn run_native(
         args: args.to_vec(),
         console,
         exit_code,
+        peak_rss_kib: None,
+        wall: None,
         mark,
         reports,
         // The VMM wrote its files here itself.

@@ -58,29 +58,69 @@ pub fn elf_of(image: &Path) -> PathBuf {
 /// The QEMU arguments that run `elf` as `program` with `args` (`x1`,
 /// `x2`) on `cpus` CPUs, without the program name.
 pub fn arguments(elf: &Path, program: Program, args: [u64; 2], cpus: usize) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-M",
-        "virt,gic-version=2",
-        "-cpu",
-        "max",
-        "-smp",
-        &cpus.to_string(),
-        "-m",
-        "128",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-nic",
-        "none",
-        "-no-reboot",
-        "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    board_arguments(
+        elf,
+        program,
+        args,
+        cpus,
+        128,
+        &["-M", "virt,gic-version=2", "-cpu", "max"],
+    )
+}
+
+/// The same under KVM (QEMU in the nested Linux, or on an aarch64 KVM
+/// host): `-accel kvm -cpu host`, the board `machine` (its
+/// `kernel_irqchip=` says whose GICv2 it is) and `ram_mib` of RAM.
+pub fn kvm_arguments(
+    elf: &Path,
+    program: Program,
+    args: [u64; 2],
+    cpus: usize,
+    ram_mib: u64,
+    machine: &str,
+) -> Vec<String> {
+    board_arguments(
+        elf,
+        program,
+        args,
+        cpus,
+        ram_mib,
+        &["-accel", "kvm", "-M", machine, "-cpu", "host"],
+    )
+}
+
+/// `board` (machine, CPU and accelerator options), then the options
+/// every run shares: the CPUs and RAM, the console on stdio and nothing
+/// else, the firmware and its boot block.
+fn board_arguments(
+    elf: &Path,
+    program: Program,
+    args: [u64; 2],
+    cpus: usize,
+    ram_mib: u64,
+    board: &[&str],
+) -> Vec<String> {
+    let mut a: Vec<String> = board.iter().map(|s| s.to_string()).collect();
+    a.extend(
+        [
+            "-smp",
+            &cpus.to_string(),
+            "-m",
+            &ram_mib.to_string(),
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+            "-kernel",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     a.push(elf.display().to_string());
     for (addr, value) in block::words(program.number(), args) {
         a.push("-device".into());

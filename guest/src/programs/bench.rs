@@ -20,7 +20,8 @@
 //!  Ipi     N x: write = now; GICD_SGIR ────────────────▶ core 1: entry (vector) ; IAR ; EOIR;
 //!          wait (WFE) for core 1's count                  count it; SEV
 //!  Idle    header, DSB, magic
-//!  Done    one summary line, SYSTEM_OFF
+//!  Done    (no VMM marker: the buffer as `bench-dump` lines)
+//!          one summary line, SYSTEM_OFF
 //! ```
 //!
 //! The ipi measurement needs a second core: with one, the firmware records
@@ -37,6 +38,10 @@
 //! The markers are written only when the VMM announced its marker register
 //! (`uirq_abi::bench::HOST_MAGIC`); under QEMU, whose `virt` board answers
 //! that address with an external abort, the program measures without them.
+//! There no VMM reads the result buffer either, so the program prints it
+//! once the measuring is over (`uirq_abi::bench_dump`: a few characters a
+//! timestamp), and `cargo xtask bench-latency --vmm qemu` summarises those
+//! words with the same code as `uirq-vmm`'s own runs.
 
 use core::{
     hint::black_box,
@@ -253,20 +258,23 @@ pub fn run(x1: u64, x2: u64) -> ! {
         }
     };
 
-    results.complete(
-        Header {
-            magic: 0,
-            version: 0,
-            cntfrq: freq.get(),
-            samples: args.samples,
-            warmup: args.warmup,
-            anomalies,
-            ipi_samples,
-            cpus: cpus as u64,
-        },
-        || barrier::dsb(barrier::SY),
-    );
+    let header = Header {
+        magic: 0,
+        version: 0,
+        cntfrq: freq.get(),
+        samples: args.samples,
+        warmup: args.warmup,
+        anomalies,
+        ipi_samples,
+        cpus: cpus as u64,
+    };
+    results.complete(header, || barrier::dsb(barrier::SY));
     mark(Phase::Done);
+    if marker.is_none() {
+        // No uirq-vmm here to read the buffer (QEMU): print it, after
+        // every measurement, so the printing costs none of them.
+        results.dump(&header, |line| println!("{line}"));
+    }
 
     println!(
         "bench: {} x {} samples recorded ({} warm-up, {} CPU(s)), CNTFRQ_EL0 = {} Hz, anomalies = {}, spurious = {}, unexpected = {}{}",

@@ -245,7 +245,7 @@ fn check_statistics(r: &GuestResults) {
     let exits = bench::ExitsPerSample::from_counts(1, 2, 3, 4, r.header.samples);
     let results = bench::measurements(
         r,
-        [exits.clone(), exits.clone(), exits.clone(), exits.clone()],
+        Some([exits.clone(), exits.clone(), exits.clone(), exits.clone()]),
     );
     assert_eq!(results.len(), if r.ipi.is_empty() { 3 } else { 4 });
     for m in &results {
@@ -273,7 +273,9 @@ fn check_statistics(r: &GuestResults) {
         RunContext {
             irqchip: "user",
             vcpus: r.header.cpus,
-            exits: [exits.clone(), exits.clone(), exits.clone(), exits],
+            tool: "uirq-vmm",
+            vmm: "uirq",
+            exits: Some([exits.clone(), exits.clone(), exits.clone(), exits]),
             timeline,
             timebase: String::new(),
             vmm_rss_kib: None,
