@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(s.encode(5_000_060_000, &mut buf), 4);
         // 900 ticks earlier: small and negative, three groups.
         assert_eq!(s.encode(5_000_059_100, &mut buf), 3);
-        assert_eq!(s.encode(u64::MAX, &mut buf) <= MAX_WORD_CHARS, true);
+        assert!(s.encode(u64::MAX, &mut buf) <= MAX_WORD_CHARS);
     }
 
     #[test]

@@ -544,12 +544,20 @@ mod tests {
                 },
                 ..Summary::default()
             },
-            exits_per_sample: ExitsPerSample::from_counts(1, 1, 1, 0, 3),
+            exits_per_sample: Some(ExitsPerSample::from_counts(1, 1, 1, 0, 3)),
             raw: None,
         };
         let text = serde_json::to_string(&m).unwrap();
         assert!(!text.contains("raw") && text.contains("\"p50_ns\":0.30000000000000004"));
         assert_eq!(serde_json::from_str::<Measurement>(&text).unwrap(), m);
+        // Unseen exits (QEMU) are null, not zero.
+        let unseen = Measurement {
+            exits_per_sample: None,
+            ..m.clone()
+        };
+        let text = serde_json::to_string(&unseen).unwrap();
+        assert!(text.contains("\"exits_per_sample\":null"), "{text}");
+        assert_eq!(serde_json::from_str::<Measurement>(&text).unwrap(), unseen);
         m.raw = Some(RawSamples::from_ticks(vec![3, 4, 5], 3));
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<Measurement>(&text).unwrap(), m);

@@ -685,9 +685,11 @@ mod tests {
         let report = run_report(
             &r,
             RunContext {
+                tool: "uirq-vmm",
+                vmm: "uirq",
                 irqchip: "user",
                 vcpus: 2,
-                exits: Default::default(),
+                exits: Some(Default::default()),
                 timeline: vec![t; 3],
                 timebase: "shared counter".into(),
                 vmm_rss_kib: Some(2048),
@@ -696,6 +698,8 @@ mod tests {
         );
         assert_eq!(report.schema_version, SCHEMA_VERSION);
         assert_eq!(report.tool, "uirq-vmm");
+        assert_eq!(report.vmm, "uirq");
+        assert!(report.results.iter().all(|m| m.exits_per_sample.is_some()));
         assert_eq!(report.tool_version, env!("CARGO_PKG_VERSION"));
         assert_eq!(report.timestamp, "1970-01-02T00:00:00Z");
         assert_eq!(report.guest_anomalies, 2);

@@ -1,13 +1,17 @@
 //! `cargo xtask bench-boot`: how long Linux takes to reach its init on the
 //! VMM with the userspace GIC and with KVM's in-kernel vGICv2, and what it
-//! costs in exits to the VMM.
+//! costs in exits to the VMM; with `--vmm uirq,qemu`, also under QEMU with
+//! KVM, with its own userspace GICv2 (`kernel_irqchip=off`) and with the
+//! in-kernel one.
 //!
 //! All boots run in one batch (one boot of L1 when nested), alternating
-//! irqchips (user, kernel, user, kernel, ...) so that a drift in the
-//! machine's speed during the batch touches both alike. Each boot is the
-//! Debian kernel with the generated initramfs, timed from the VMM's spawn
-//! to the init's first line (`@mark=`), with the kernel's own uptime at that
-//! line, and the VMM's `--exit-stats`.
+//! runs (uirq/user, uirq/kernel, then QEMU's, again and again) so that a
+//! drift in the machine's speed during the batch touches all alike. Each
+//! boot is the Debian kernel with the generated initramfs, timed from the
+//! VMM's spawn to the init's first line (`@mark=`), with the kernel's own
+//! uptime at that line, and, for `uirq-vmm`, its `--exit-stats` (QEMU's
+//! exits are not seen). QEMU gets the same kernel, initramfs, command line,
+//! RAM and vCPUs; it writes the device tree itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -18,11 +22,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use uirq_abi::report;
 
+use crate::bench::{RunKey, VmmChoice};
 use crate::jobs::{self, Environment, JobResult};
 use crate::{build, check_output_path, l1, linux, progress, Result};
 
 /// The irqchips, in the order their boots alternate.
 pub const IRQCHIPS: [&str; 2] = ["user", "kernel"];
+
+/// Upper bound for one boot under QEMU, in seconds (`uirq-vmm`'s boots
+/// have `--timeout`).
+const QEMU_BOOT_TIMEOUT_S: &str = linux::DEFAULT_TIMEOUT_S;
 
 /// Command-line options of `bench-boot`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +40,8 @@ pub struct Options {
     pub runs: usize,
     /// vCPUs of the guest.
     pub cpus: usize,
+    /// VMMs to boot on, in order: `uirq`, `qemu`.
+    pub vmms: Vec<&'static str>,
     /// Where to write the JSON.
     pub json: Option<PathBuf>,
 }
@@ -40,8 +51,19 @@ impl Default for Options {
         Self {
             runs: 3,
             cpus: 1,
+            vmms: vec!["uirq"],
             json: None,
         }
+    }
+}
+
+impl Options {
+    /// The runs one round of boots makes, in order.
+    pub fn keys(&self) -> Vec<RunKey> {
+        self.vmms
+            .iter()
+            .flat_map(|&vmm| IRQCHIPS.map(|irqchip| RunKey { vmm, irqchip }))
+            .collect()
     }
 }
 
@@ -56,6 +78,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=8))]
     pub cpus: usize,
+    /// The VMMs to boot on, comma-separated: `uirq` (this project's) and
+    /// `qemu` (QEMU with KVM, its own GICv2 and the in-kernel one).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "uirq")]
+    pub vmm: Vec<VmmChoice>,
     /// Write the results as JSON to PATH.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -63,9 +89,16 @@ pub struct Args {
 
 impl From<Args> for Options {
     fn from(a: Args) -> Self {
+        let mut vmms: Vec<&'static str> = Vec::new();
+        for m in a.vmm {
+            if !vmms.contains(&m.name()) {
+                vmms.push(m.name());
+            }
+        }
         Self {
             runs: a.runs,
             cpus: a.cpus,
+            vmms,
             json: a.json,
         }
     }
@@ -74,38 +107,93 @@ impl From<Args> for Options {
 /// One boot's figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Boot {
+    /// `uirq` or `qemu`.
+    pub vmm: String,
     /// `user` or `kernel`.
     pub irqchip: String,
     /// The VMM's spawn to the init's first line, in seconds.
     pub start_to_init_s: f64,
     /// The kernel's uptime at the init's first line, in seconds.
     pub uptime_at_init_s: Option<f64>,
-    /// How long the VMM ran the guest, in milliseconds.
+    /// How long the VMM ran the guest, in milliseconds (NaN under QEMU).
     pub run_ms: f64,
-    /// Exits to the VMM by kind.
+    /// Exits to the VMM by kind (none under QEMU, whose are not seen).
     pub exits: BTreeMap<String, u64>,
-    /// The VMM's whole `--exit-stats` report (by device, ioctls, ...).
+    /// The VMM's whole `--exit-stats` report (by device, ioctls, ...);
+    /// null under QEMU.
     pub vmm_report: Value,
     /// What the init reported about the machine.
     pub info: Option<linux::InitInfo>,
 }
 
-/// The jobs of a benchmark: `o.runs` boots per irqchip, alternating.
+/// The jobs of a benchmark: `o.runs` boots per run, alternating.
 pub fn jobs(kernel: &std::path::Path, initrd: &std::path::Path, o: &Options) -> Vec<Vec<String>> {
+    let keys = o.keys();
     (0..o.runs)
-        .flat_map(|_| IRQCHIPS)
-        .map(|chip| {
+        .flat_map(|_| keys.iter().copied())
+        .map(|key| {
+            if key.vmm == "qemu" {
+                return qemu_boot_job(kernel, initrd, key.irqchip, o.cpus);
+            }
             let extra = [
                 "--cpus",
                 &o.cpus.to_string(),
                 "--irqchip",
-                chip,
+                key.irqchip,
                 "--exit-stats",
             ]
             .map(String::from);
             linux::boot_job(kernel, initrd, &[linux::started_mark()], &extra)
         })
         .collect()
+}
+
+/// The same boot under QEMU with KVM: the same kernel, initramfs, command
+/// line, RAM and vCPUs; QEMU writes the device tree (`virt` with a GICv2,
+/// its own with `irqchip` `user`: `kernel_irqchip=off`).
+pub fn qemu_boot_job(
+    kernel: &std::path::Path,
+    initrd: &std::path::Path,
+    irqchip: &str,
+    cpus: usize,
+) -> Vec<String> {
+    let kernel_irqchip = if irqchip == "user" { "off" } else { "on" };
+    let mut job = vec![
+        jobs::QEMU_FIELD.to_string(),
+        linux::started_mark(),
+        format!("{}{QEMU_BOOT_TIMEOUT_S}", jobs::TIMEOUT_FIELD),
+    ];
+    job.extend(
+        [
+            "-accel",
+            "kvm",
+            "-M",
+            &format!("virt,gic-version=2,kernel_irqchip={kernel_irqchip}"),
+            "-cpu",
+            "host",
+            "-smp",
+            &cpus.to_string(),
+            "-m",
+            linux::DEFAULT_RAM_MIB,
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            &kernel.to_string_lossy(),
+            "-initrd",
+            &initrd.to_string_lossy(),
+            "-append",
+            linux::DEFAULT_CMDLINE,
+        ]
+        .map(String::from),
+    );
+    job
 }
 
 /// Builds everything, runs the benchmark and reports it. Returns the JSON
@@ -125,8 +213,9 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
     let jobs = jobs(&kernel, &initrd, o);
     let total = jobs.len();
     progress(format!(
-        "booting Linux {total} times ({} per irqchip, alternating user and kernel; {} vCPU{}); a nested boot takes 30-120 s",
+        "booting Linux {total} times ({} per run, alternating {}; {} vCPU{}); a nested boot takes 30-120 s",
         o.runs,
+        o.keys().iter().map(RunKey::label).collect::<Vec<_>>().join(", "),
         o.cpus,
         if o.cpus == 1 { "" } else { "s" }
     ));
@@ -161,7 +250,7 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Va
         done.store(true, Ordering::Relaxed);
         r
     })?;
-    let boots = collect(&results)?;
+    let boots = collect(&results, &o.keys())?;
     let doc = combine(&env, o, &boots);
     print!("{}", table(&doc));
     progress(format!("bench-boot took {} s", started.elapsed().as_secs()));
@@ -179,14 +268,16 @@ fn tail(console: &str) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
-/// Reads each job's figures; fails, naming every bad boot, when a boot did
-/// not power off cleanly, never reached init, or printed no statistics.
-pub fn collect(results: &[JobResult]) -> Result<Vec<Boot>> {
+/// Reads each job's figures (the jobs of `keys`, round after round);
+/// fails, naming every bad boot, when a boot did not power off cleanly,
+/// never reached init, or (`uirq-vmm`) printed no statistics.
+pub fn collect(results: &[JobResult], keys: &[RunKey]) -> Result<Vec<Boot>> {
     let mut boots = Vec::new();
     let mut failures = Vec::new();
     for (i, r) in results.iter().enumerate() {
-        let chip = IRQCHIPS[i % IRQCHIPS.len()];
-        let what = format!("boot {} ({chip} irqchip)", i + 1);
+        let key = keys[i % keys.len()];
+        let qemu = key.vmm == "qemu";
+        let what = format!("boot {} ({})", i + 1, key.label());
         let stats = match r.report(report::EXITS).map(linux::exit_stats).transpose() {
             Ok(stats) => stats,
             Err(e) => {
@@ -196,6 +287,7 @@ pub fn collect(results: &[JobResult]) -> Result<Vec<Boot>> {
         };
         let problem = match (r.exit_code, r.mark, &stats) {
             (Some(0), Some(_), Some(_)) => None,
+            (Some(0), Some(_), None) if qemu => None,
             (code, _, _) if code != Some(0) => Some(format!(
                 "exited with {} instead of powering off (0)",
                 code.map_or("nothing".to_string(), |c| c.to_string())
@@ -212,16 +304,21 @@ pub fn collect(results: &[JobResult]) -> Result<Vec<Boot>> {
             ));
             continue;
         }
-        let (Some(mark), Some(stats)) = (r.mark, stats) else {
+        let Some(mark) = r.mark else {
             continue;
         };
+        let (run_ms, exits, vmm_report) = match stats {
+            Some(s) => (s.run_ms, s.exits, s.raw),
+            None => (f64::NAN, BTreeMap::new(), Value::Null),
+        };
         boots.push(Boot {
-            irqchip: chip.to_string(),
+            vmm: key.vmm.to_string(),
+            irqchip: key.irqchip.to_string(),
             start_to_init_s: mark.as_secs_f64(),
             uptime_at_init_s: linux::uptime_at_init(&r.console),
-            run_ms: stats.run_ms,
-            exits: stats.exits,
-            vmm_report: stats.raw,
+            run_ms,
+            exits,
+            vmm_report,
             info: linux::init_info(&r.console),
         });
     }
@@ -269,8 +366,11 @@ fn spread(values: &[f64]) -> Value {
 pub fn combine(env: &Environment, o: &Options, boots: &[Boot]) -> Value {
     let info = boots.iter().find_map(|b| b.info.clone());
     let mut summary = Vec::new();
-    for chip in IRQCHIPS {
-        let mine: Vec<&Boot> = boots.iter().filter(|b| b.irqchip == chip).collect();
+    for key in o.keys() {
+        let mine: Vec<&Boot> = boots
+            .iter()
+            .filter(|b| b.vmm == key.vmm && b.irqchip == key.irqchip)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -290,12 +390,13 @@ pub fn combine(env: &Environment, o: &Options, boots: &[Boot]) -> Value {
             .map(|b| b.exits.values().sum::<u64>() as f64)
             .collect();
         summary.push(json!({
-            "irqchip": chip,
+            "vmm": key.vmm,
+            "irqchip": key.irqchip,
             "runs": mine.len(),
             "start_to_init_s": spread(&mine.iter().map(|b| b.start_to_init_s).collect::<Vec<_>>()),
             "uptime_at_init_s": spread(&mine.iter().map(|b| b.uptime_at_init_s.unwrap_or(f64::NAN)).collect::<Vec<_>>()),
-            "exits_median": exits,
-            "exits_total_median": median(&totals),
+            "exits_median": if key.vmm == "qemu" { Value::Null } else { json!(exits) },
+            "exits_total_median": if key.vmm == "qemu" { Value::Null } else { json!(median(&totals)) },
         }));
     }
     let runs: Vec<Value> = boots
@@ -304,6 +405,7 @@ pub fn combine(env: &Environment, o: &Options, boots: &[Boot]) -> Value {
         .map(|(i, b)| {
             json!({
                 "boot": i + 1,
+                "vmm": b.vmm,
                 "irqchip": b.irqchip,
                 "start_to_init_s": b.start_to_init_s,
                 "uptime_at_init_s": b.uptime_at_init_s,
@@ -322,6 +424,7 @@ pub fn combine(env: &Environment, o: &Options, boots: &[Boot]) -> Value {
             "guest_kernel": info.as_ref().map(|i| i.kernel.clone()),
             "cntfrq_hz": info.as_ref().and_then(|i| i.counter_hz),
             "vcpus": o.cpus,
+            "vmms": o.vmms,
             "runs_per_irqchip": o.runs,
         },
         "summary": summary,
@@ -365,7 +468,7 @@ pub fn table(doc: &Value) -> String {
     let plural = |v: &Value| if *v == 1 { "" } else { "s" };
     let _ = writeln!(
         out,
-        "\nLinux boot to init on the VMM, {} ({machine}); guest kernel {}, CNTFRQ {}, {} vCPU{}, {} boot{} per irqchip",
+        "\nLinux boot to init, {} ({machine}); guest kernel {}, CNTFRQ {}, {} vCPU{}, {} boot{} per run",
         text(&env["kind"]),
         text(&env["guest_kernel"]),
         env["cntfrq_hz"]
@@ -377,20 +480,26 @@ pub fn table(doc: &Value) -> String {
         plural(&env["runs_per_irqchip"]),
     );
     let summary: Vec<&Value> = doc["summary"].as_array().into_iter().flatten().collect();
+    let run = |s: &Value| format!("{}/{}", text(&s["vmm"]), text(&s["irqchip"]));
     let _ = writeln!(
         out,
-        "{:<8} {:<38} kernel uptime at init: median [min - max]",
-        "irqchip", "VMM start to init: median [min - max]",
+        "{:<12} {:<38} kernel uptime at init: median [min - max]",
+        "run", "VMM start to init: median [min - max]",
     );
     for s in &summary {
         let _ = writeln!(
             out,
-            "{:<8} {:<38} {}",
-            text(&s["irqchip"]),
+            "{:<12} {:<38} {}",
+            run(s),
             secs(&s["start_to_init_s"]),
             secs(&s["uptime_at_init_s"]),
         );
     }
+    // Exits only where the VMM counted them.
+    let summary: Vec<&Value> = summary
+        .into_iter()
+        .filter(|s| s["exits_median"].is_object())
+        .collect();
     let kinds: BTreeSet<&String> = summary
         .iter()
         .filter_map(|s| s["exits_median"].as_object())
@@ -399,7 +508,7 @@ pub fn table(doc: &Value) -> String {
     let _ = writeln!(out, "\nexits to the VMM per boot (median):");
     let _ = write!(out, "{:<24}", "kind");
     for s in &summary {
-        let _ = write!(out, " {:>12}", text(&s["irqchip"]));
+        let _ = write!(out, " {:>12}", run(s));
     }
     let _ = writeln!(out);
     for kind in kinds {
@@ -451,15 +560,19 @@ mod tests {
             Options {
                 runs: 5,
                 cpus: 2,
+                vmms: vec!["uirq"],
                 json: Some(PathBuf::from("b.json"))
             }
         );
+        let o = parse_args(&["--vmm", "uirq,qemu,uirq"]).unwrap();
+        assert_eq!(o.vmms, ["uirq", "qemu"]);
         for bad in [
             &["--runs"][..],
             &["--runs", "0"],
             &["--runs", "51"],
             &["--cpus", "9"],
             &["--samples", "3"],
+            &["--vmm", "kvmtool"],
         ] {
             assert!(parse_args(bad).is_err(), "{bad:?}");
         }
@@ -470,6 +583,7 @@ mod tests {
         let o = Options {
             runs: 2,
             cpus: 2,
+            vmms: vec!["uirq"],
             json: None,
         };
         let jobs = jobs(std::path::Path::new("/k"), std::path::Path::new("/i"), &o);
@@ -486,6 +600,89 @@ mod tests {
             assert!(j.contains(&"--exit-stats".to_string()));
             assert!(j.windows(2).any(|w| w == ["--cpus", "2"]));
         }
+    }
+
+    #[test]
+    fn qemu_boots_get_the_same_kernel_initrd_command_line_ram_and_cpus() {
+        let o = Options {
+            runs: 2,
+            cpus: 2,
+            vmms: vec!["uirq", "qemu"],
+            json: None,
+        };
+        let jobs = jobs(std::path::Path::new("/k"), std::path::Path::new("/i"), &o);
+        assert_eq!(jobs.len(), 8);
+        let qemu: Vec<String> = jobs.iter().map(|j| j.join(" ")).collect();
+        assert!(
+            qemu[2].starts_with("@qemu @mark=uirq-linux-init: started @timeout-s=600 "),
+            "{}",
+            qemu[2]
+        );
+        assert!(qemu[2].contains("kernel_irqchip=off"), "{}", qemu[2]);
+        assert!(qemu[3].contains("kernel_irqchip=on"), "{}", qemu[3]);
+        assert!(
+            qemu[6].contains("kernel_irqchip=off"),
+            "round two: {}",
+            qemu[6]
+        );
+        let uirq = &jobs[0];
+        let value = |job: &[String], opt: &str| {
+            let at = job.iter().position(|a| a == opt).unwrap();
+            job[at + 1].clone()
+        };
+        assert_eq!(value(&jobs[2], "-kernel"), value(uirq, "--kernel"));
+        assert_eq!(value(&jobs[2], "-initrd"), value(uirq, "--initrd"));
+        assert_eq!(value(&jobs[2], "-append"), value(uirq, "--cmdline"));
+        assert_eq!(value(&jobs[2], "-m"), value(uirq, "--ram-mib"));
+        assert_eq!(value(&jobs[2], "-smp"), value(uirq, "--cpus"));
+    }
+
+    // QEMU's boots need no exit statistics (its exits are not seen) and
+    // show in the time table, not the exits table.
+    #[test]
+    fn qemu_boots_are_timed_without_exit_statistics() {
+        let o = Options {
+            runs: 1,
+            vmms: vec!["uirq", "qemu"],
+            ..Options::default()
+        };
+        let init = "uirq-linux-init: started, kernel uptime 4.00 s\n";
+        let results = [
+            result(&console(10.0, "user", 100, ""), Some(0), Some(12.0)),
+            result(&console(8.0, "kernel", 5, ""), Some(0), Some(9.0)),
+            result(init, Some(0), Some(6.5)),
+            result(init, Some(0), Some(5.0)),
+        ];
+        let boots = collect(&results, &o.keys()).unwrap();
+        assert_eq!(boots[2].vmm, "qemu");
+        assert!(boots[2].exits.is_empty());
+        let env = Environment {
+            kind: "nested",
+            kernel: "6.12".into(),
+            qemu: None,
+        };
+        let doc = combine(&env, &o, &boots);
+        assert_eq!(doc["summary"][2]["vmm"], "qemu");
+        assert_eq!(doc["summary"][2]["start_to_init_s"]["median"], 6.5);
+        assert!(doc["summary"][2]["exits_median"].is_null());
+        let text = table(&doc);
+        assert!(
+            text.contains("\nqemu/user    6.50 s [6.50 - 6.50]"),
+            "{text}"
+        );
+        let exits_header = text.lines().find(|l| l.starts_with("kind")).unwrap();
+        assert!(!exits_header.contains("qemu"), "{exits_header}");
+        // A QEMU boot that never reached init still fails the benchmark.
+        let err = collect(
+            &[
+                results[0].clone(),
+                results[1].clone(),
+                result("", Some(0), None),
+            ],
+            &o.keys(),
+        )
+        .unwrap_err();
+        assert!(err.contains("boot 3 (qemu/user) never printed"), "{err}");
     }
 
     #[test]
@@ -543,7 +740,7 @@ mod tests {
             ),
             result(&console(9.0, "kernel", 7, ""), Some(0), Some(10.0)),
         ];
-        let boots = collect(&results).unwrap();
+        let boots = collect(&results, &Options::default().keys()).unwrap();
         assert_eq!(boots.len(), 4);
         let env = Environment {
             kind: "nested",
@@ -554,7 +751,10 @@ mod tests {
         assert_eq!(doc["environment"]["cntfrq_hz"], 62_500_000);
         assert_eq!(doc["environment"]["guest_kernel"], "6.12.117+deb12-arm64");
         let user = &doc["summary"][0];
-        assert_eq!(user["irqchip"], "user");
+        assert_eq!(
+            (&user["vmm"], &user["irqchip"]),
+            (&json!("uirq"), &json!("user"))
+        );
         assert_eq!(user["runs"], 2);
         assert_eq!(user["start_to_init_s"]["median"], 13.0);
         assert_eq!(user["start_to_init_s"]["min"], 12.0);
@@ -585,19 +785,20 @@ mod tests {
             Some(0),
             Some(1.0),
         );
-        let err = collect(&[good.clone(), reset, no_mark, no_stats]).unwrap_err();
+        let keys = Options::default().keys();
+        let err = collect(&[good.clone(), reset, no_mark, no_stats], &keys).unwrap_err();
         assert!(err.starts_with("3 of 4 boots failed"), "{err}");
         assert!(
-            err.contains("boot 2 (kernel irqchip) exited with 126"),
+            err.contains("boot 2 (uirq/kernel) exited with 126"),
             "{err}"
         );
         assert!(err.contains("Kernel panic"), "{err}");
-        assert!(err.contains("boot 3 (user irqchip) never printed"), "{err}");
+        assert!(err.contains("boot 3 (uirq/user) never printed"), "{err}");
         assert!(
-            err.contains("boot 4 (kernel irqchip) gave no exit statistics"),
+            err.contains("boot 4 (uirq/kernel) gave no exit statistics"),
             "{err}"
         );
-        assert!(collect(&[good]).is_ok());
+        assert!(collect(&[good], &keys).is_ok());
         // The guest printing a report of its own proves nothing: only a
         // tagged one counts, and this console has none.
         let forged = JobResult {
@@ -606,7 +807,7 @@ mod tests {
             mark: Some(Duration::from_secs(12)),
             ..JobResult::default()
         };
-        let err = collect(&[forged]).unwrap_err();
+        let err = collect(&[forged], &keys).unwrap_err();
         assert!(err.contains("gave no exit statistics"), "{err}");
     }
 }
