@@ -473,4 +473,52 @@ mod tests {
         huge[3] = u64::MAX / 64;
         assert_eq!(rebuild(&huge, size), None);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // Any words at all come back as they went.
+            #[test]
+            fn any_words_round_trip(words in proptest::collection::vec(any::<u64>(), 0..400)) {
+                prop_assert_eq!(decode(&lines(&words)).unwrap(), words);
+            }
+
+            // Whatever a guest prints, decoding ends with words or an
+            // error, never a panic, and never more words than allowed.
+            #[test]
+            fn any_text_is_decoded_or_refused(
+                text in proptest::collection::vec("(bench-dump )?(begin |end )?[ -~]{0,60}", 0..12),
+                max in 0u64..64,
+            ) {
+                if let Ok(words) = decode_lines(text.iter().map(String::as_str), max) {
+                    prop_assert!(words.len() as u64 <= max);
+                }
+            }
+
+            // One changed character in a data line is caught.
+            #[test]
+            fn a_changed_character_is_caught(
+                words in proptest::collection::vec(any::<u64>(), 1..200),
+                at in any::<prop::sample::Index>(),
+                to in 0usize..64,
+            ) {
+                let mut text = lines(&words);
+                let line = &mut text[1];
+                let data_start = line.rfind(' ').unwrap() + 1;
+                let i = data_start + at.index(line.len() - data_start);
+                let new = ALPHABET[to] as char;
+                prop_assume!(line.as_bytes()[i] as char != new);
+                line.replace_range(i..=i, &alloc::format!("{new}"));
+                prop_assert!(decode(&text).is_err());
+            }
+
+            // Any words make a buffer or nothing, never a panic.
+            #[test]
+            fn any_words_rebuild_or_not(words in proptest::collection::vec(any::<u64>(), 0..64)) {
+                let _ = rebuild(&words, 1 << 16);
+            }
+        }
+    }
 }
