@@ -112,3 +112,24 @@ fn the_timer_program_runs_on_qemu_with_the_in_kernel_vgic() {
 fn the_vmm_job_of_the_same_batch_reports_its_cost_too() {
     assert_timer_run(VMM, 1 << 10);
 }
+
+/// The `GICD_IIDR` the timer program printed.
+fn distributor_iidr(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .find_map(|l| l.strip_prefix("timer: GICD_IIDR = "))
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
+// `kernel_irqchip` really chooses the GIC: the two runs read different
+// distributor identities (QEMU's model and KVM's vGICv2 each report their
+// own implementation), so neither fell back to the other.
+#[test]
+fn kernel_irqchip_chooses_between_two_different_gics() {
+    let (Some(user), Some(kernel)) = (run(QEMU_USER_GIC), run(QEMU_KERNEL_GIC)) else {
+        return;
+    };
+    let a = distributor_iidr(&user.console).expect("no GICD_IIDR line (userspace GIC)");
+    let b = distributor_iidr(&kernel.console).expect("no GICD_IIDR line (in-kernel vGIC)");
+    assert_ne!(a, b, "both runs read GICD_IIDR {a}");
+}
