@@ -309,7 +309,20 @@ fn fetch(work: &Path, deadline: Instant) -> Result<Archive> {
             },
         )?;
         if resolution.missing.is_empty() {
-            return payload(&root, &resolution, &trees);
+            let archive = payload(&root, &resolution, &trees)?;
+            let downloaded: u64 = deb_files(&debs)?
+                .iter()
+                .filter_map(|d| std::fs::metadata(d).ok())
+                .map(|m| m.len())
+                .sum();
+            progress(format!(
+                "QEMU for L1: {} libraries from {} packages ({:.1} MB downloaded), {:.1} MB in the initramfs",
+                resolution.found.len(),
+                trees.len(),
+                downloaded as f64 / 1e6,
+                archive.len() as f64 / 1e6
+            ));
+            return Ok(archive);
         }
         // The dependencies of the packages that held what is needed are
         // where the rest is.
