@@ -18,11 +18,15 @@ use xtask::qemu_plain;
 const QEMU_USER_GIC: usize = 0;
 const QEMU_KERNEL_GIC: usize = 1;
 const VMM: usize = 2;
+/// A guest that never stops, on QEMU: only the job's bound ends it.
+const QEMU_SPIN: usize = 3;
 
 /// Timer ticks per run: the program's default.
 const TICKS: u64 = 10;
 /// The bound of each QEMU run; the VMM's is its `--timeout`.
 const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
+/// The bound of the QEMU run that never ends by itself.
+const SPIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn jobs(artifacts: &Artifacts) -> Result<Vec<Vec<String>>, Problem> {
     // The batch needs QEMU for L1 as well as L1 itself: a machine that
@@ -50,7 +54,8 @@ fn jobs(artifacts: &Artifacts) -> Result<Vec<Vec<String>>, Problem> {
     let vmm = ["--ticks", "10", "--timeout", "60"]
         .map(String::from)
         .to_vec();
-    Ok(vec![qemu(false), qemu(true), vmm])
+    let spin = qemu_plain::kvm_job(false, &elf, Program::Spin, [0, 0], 1, SPIN_TIMEOUT);
+    Ok(vec![qemu(false), qemu(true), vmm, spin])
 }
 
 static BATCH: OnceLock<Batch> = OnceLock::new();
@@ -132,4 +137,18 @@ fn kernel_irqchip_chooses_between_two_different_gics() {
     let a = distributor_iidr(&user.console).expect("no GICD_IIDR line (userspace GIC)");
     let b = distributor_iidr(&kernel.console).expect("no GICD_IIDR line (in-kernel vGIC)");
     assert_ne!(a, b, "both runs read GICD_IIDR {a}");
+}
+
+// QEMU has no timeout of its own: a guest that never powers off is ended
+// by the job's bound, with SIGKILL's status, and still reports its cost.
+#[test]
+fn a_qemu_that_never_ends_is_killed_at_its_bound() {
+    let Some(r) = run(QEMU_SPIN) else { return };
+    assert_eq!(r.exit_code, Some(128 + 9), "{}", r.console);
+    let wall = r.wall.expect("no wall time");
+    assert!(
+        wall >= SPIN_TIMEOUT && wall < SPIN_TIMEOUT + Duration::from_secs(10),
+        "wall {wall:?}"
+    );
+    assert!(r.peak_rss_kib.is_some_and(|k| k > 0));
 }

@@ -604,6 +604,29 @@ mod tests {
         assert_eq!(rest, ["--trace", "/trace-0.json"]);
     }
 
+    // The bound kills, SIGINT interrupts, and either way the process is
+    // reaped with its peak RSS.
+    #[test]
+    fn a_job_is_interrupted_or_killed_on_time_and_reaped_with_its_usage() {
+        use std::os::unix::process::ExitStatusExt;
+        let sleeper = || Command::new("sleep").arg("30").spawn().unwrap();
+        let start = Instant::now();
+        let (status, rss) =
+            wait_bounded(&sleeper(), None, Some(Duration::from_millis(200))).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(rss > 0);
+        let (status, _) = wait_bounded(
+            &sleeper(),
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_secs(20)),
+        )
+        .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGINT));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let (status, _) = wait_bounded(&Command::new("true").spawn().unwrap(), None, None).unwrap();
+        assert!(status.success());
+    }
+
     #[test]
     fn fields_come_first_in_any_order_and_the_rest_goes_to_the_vmm() {
         let job = [
