@@ -143,7 +143,7 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips_under_both_vmms() {
     assert_eq!(doc.footprints.len(), 4);
     for (f, (vmm, chip)) in doc.footprints.iter().zip(RUNS) {
         assert_eq!((f.vmm.as_str(), f.irqchip.as_str()), (vmm, chip));
-        assert_eq!(f.guest_ram_mib, 64);
+        assert_eq!(f.guest_ram_mib, 128);
         let rss = f.peak_rss_kib.expect("peak RSS");
         // More than a process's bare minimum, less than guest RAM and a
         // generous VMM.

@@ -285,9 +285,9 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Guest RAM of every run, in MiB: `uirq-vmm`'s default, and what QEMU is
-/// given for the same guest.
-pub const GUEST_RAM_MIB: u64 = uirq_abi::layout::RAM_SIZE_DEFAULT >> 20;
+/// Guest RAM of the trivial guest, in MiB: what `crate::qemu_plain` gives
+/// QEMU, and so what `uirq-vmm` gets too.
+pub const GUEST_RAM_MIB: u64 = crate::qemu_plain::RAM_MIB;
 
 /// Upper bound for one run under QEMU, in seconds (the VMM's runs have
 /// `--timeout`).
@@ -389,20 +389,14 @@ pub fn qemu_job(
     args: [u64; 2],
     cpus: usize,
 ) -> Vec<String> {
-    let kernel_irqchip = if irqchip == "user" { "off" } else { "on" };
-    let mut job: Vec<String> = vec![
-        crate::jobs::QEMU_FIELD.to_string(),
-        format!("{}{QEMU_TIMEOUT_S}", crate::jobs::TIMEOUT_FIELD),
-    ];
-    job.extend(crate::qemu_plain::kvm_arguments(
+    crate::qemu_plain::kvm_job(
+        irqchip != "user",
         elf,
         program,
         args,
         cpus,
-        GUEST_RAM_MIB,
-        &format!("virt,gic-version=2,kernel_irqchip={kernel_irqchip}"),
-    ));
-    job
+        Duration::from_secs(QEMU_TIMEOUT_S),
+    )
 }
 
 /// Fails unless `r` ran to its end with exit code 0.
@@ -1405,10 +1399,10 @@ mod tests {
         );
         let elf = Path::new("/fw/uirq-guest");
         let job = bench_job(elf, &o, keys[2]).join(" ");
-        assert!(job.starts_with("@qemu @timeout-s="), "{job}");
+
         assert!(
             job.contains(
-                " -accel kvm -M virt,gic-version=2,kernel_irqchip=off -cpu host -smp 2 -m 64 "
+                "@timeout-s=1200 @qemu -accel kvm -nodefaults -M virt,gic-version=2,kernel_irqchip=off -cpu host -smp 2 -m 128 "
             ),
             "{job}"
         );
@@ -1427,10 +1421,10 @@ mod tests {
         let trivial = footprint_job(elf, keys[1]).join(" ");
         assert_eq!(
             trivial,
-            "--program oneshot --irqchip kernel --cpus 1 --ram-mib 64 --timeout 60"
+            "--program oneshot --irqchip kernel --cpus 1 --ram-mib 128 --timeout 60"
         );
         let trivial = footprint_job(elf, keys[2]).join(" ");
-        assert!(trivial.contains(" -smp 1 -m 64 "), "{trivial}");
+        assert!(trivial.contains(" -smp 1 -m 128 "), "{trivial}");
     }
 
     #[test]

@@ -167,6 +167,9 @@ pub fn qemu_boot_job(
         [
             "-accel",
             "kvm",
+            // No default devices, so no option ROM is looked for (the
+            // QEMU in L1 has none).
+            "-nodefaults",
             "-M",
             &format!("virt,gic-version=2,kernel_irqchip={kernel_irqchip}"),
             "-cpu",

@@ -42,6 +42,16 @@ impl Archive {
         self.entry(name, S_IFCHR | (perm & 0o7777), (major, minor), &[])
     }
 
+    /// The bytes written so far (the trailer adds a little more).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when nothing was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> &mut Self {
         self.next_ino += 1;
         let fields = [

@@ -22,7 +22,20 @@
 //! - `@stdout-unread`: the VMM's standard output is a pipe that nobody
 //!   reads, so it fills and stays full; only its standard error reaches the
 //!   console ([`STDOUT_UNREAD`]). For the test that a stalled reader
-//!   neither blocks the guest nor keeps the VMM from exiting.
+//!   neither blocks the guest nor keeps the VMM from exiting;
+//! - `@timeout-s=N`: the job's process is killed (SIGKILL) N seconds after
+//!   it started, and its exit code is then 137 ([`TIMEOUT_FIELD`]). The VMM
+//!   bounds itself (`--timeout`); QEMU does not, so a `@qemu` job without
+//!   this field gets [`QEMU_TIMEOUT`];
+//! - `@qemu`: the remaining arguments are QEMU's, not the VMM's: the job
+//!   runs `qemu-system-aarch64` with KVM where the VMM would run (Debian's
+//!   arm64 build inside L1, `crate::qemu_l1`; the one on `PATH` on an
+//!   aarch64 KVM host), for comparisons of the same firmware on QEMU's
+//!   GICs ([`QEMU_FIELD`]). No `--image` is added; the files named by
+//!   QEMU's `-kernel`, `-initrd` and `-dtb` ([`QEMU_FILE_OPTIONS`]) are
+//!   paths on this machine, copied into L1 like the VMM's. Every other
+//!   field works as for the VMM. QEMU exits 0 when the guest powers off,
+//!   whatever the guest's verdict: that is read from the console.
 //!
 //! A job without `--image` or `--kernel` boots the firmware (`--image` is
 //! added). Files named by `--image`, `--kernel`, `--initrd` and `--dtb` are
@@ -39,6 +52,11 @@
 //! `UIRQ_REPORT_TAG`: from the L1 init when nested, from [`new_tag`] when
 //! native. A report line without it is the guest's text like any other,
 //! and stays in the console.
+//!
+//! Every job also gives back what it cost where it ran
+//! ([`JobResult::peak_rss_kib`], [`JobResult::wall`]): the process's peak
+//! resident set from `wait4`'s `ru_maxrss`, and the time from its spawn to
+//! its exit, measured in L1 when nested (so L1's boot is not in it).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,7 +65,7 @@ use uirq_abi::report;
 
 use crate::bounded::BoundedText;
 use crate::l1;
-use crate::process::{run_bounded_fed, run_bounded_stderr, Ended, Feed};
+use crate::process::{run_bounded_measured, Ended, Feed};
 use crate::project::{is_native_kvm_host, Artifacts};
 use crate::Result;
 
@@ -64,16 +82,25 @@ pub const STDIN_FIELD: &str = "@stdin=";
 pub const STDOUT_UNREAD: &str = "@stdout-unread";
 /// A job field: `NAME=VALUE` after `=` goes into the VMM's environment.
 pub const ENV_FIELD: &str = "@env=";
-/// A job field: the job's arguments are QEMU's, not the VMM's.
-pub const QEMU_FIELD: &str = "@qemu";
-/// A job field: stop the job after this many seconds.
+/// A job field: the job's process is killed this many seconds after it
+/// started.
 pub const TIMEOUT_FIELD: &str = "@timeout-s=";
+/// A job field: the job's arguments are QEMU's (see the module
+/// documentation).
+pub const QEMU_FIELD: &str = "@qemu";
+/// The bound of a `@qemu` job that has no [`TIMEOUT_FIELD`]: a wedged
+/// guest under QEMU never ends by itself.
+pub const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
 /// The VMM's log filter (`tracing`'s syntax), read by `uirq-vmm`.
 pub const LOG_ENV: &str = "UIRQ_LOG";
 
 /// The VMM options that name a file to load, whose value is a path on the
 /// build machine.
 pub const FILE_OPTIONS: [&str; 4] = ["--image", "--kernel", "--initrd", "--dtb"];
+
+/// QEMU's options that name a file to load, for `@qemu` jobs: paths on the
+/// build machine, like [`FILE_OPTIONS`]' values.
+pub const QEMU_FILE_OPTIONS: [&str; 3] = ["-kernel", "-initrd", "-dtb"];
 
 /// A job field the nested run adds itself, one per [`OUTPUT_OPTIONS`]
 /// value: the L1 init sends that file back after the VMM exited.
@@ -96,6 +123,10 @@ pub struct JobFields {
     pub stdout_unread: bool,
     /// `@env=NAME=VALUE`, in order.
     pub env: Vec<(String, String)>,
+    /// `@timeout-s=`
+    pub timeout: Option<Duration>,
+    /// `@qemu`
+    pub qemu: bool,
 }
 
 impl JobFields {
@@ -117,7 +148,20 @@ impl JobFields {
         for (name, value) in &self.env {
             out.push(format!("{ENV_FIELD}{name}={value}"));
         }
+        if let Some(timeout) = self.timeout {
+            out.push(format!("{TIMEOUT_FIELD}{}", timeout.as_secs()));
+        }
+        if self.qemu {
+            out.push(QEMU_FIELD.to_string());
+        }
         out
+    }
+
+    /// How long the job's process may run before it is killed: the
+    /// [`TIMEOUT_FIELD`], else [`QEMU_TIMEOUT`] for QEMU; `None` for a
+    /// VMM, which bounds itself.
+    pub fn bound(&self) -> Option<Duration> {
+        self.timeout.or_else(|| self.qemu.then_some(QEMU_TIMEOUT))
     }
 }
 
@@ -165,6 +209,17 @@ pub fn split_fields(args: &[String]) -> Result<(JobFields, &[String])> {
             fields.stdin = Some(text.to_string());
         } else if first == STDOUT_UNREAD {
             fields.stdout_unread = true;
+        } else if first == QEMU_FIELD {
+            fields.qemu = true;
+        } else if let Some(s) = first.strip_prefix(TIMEOUT_FIELD) {
+            match s.parse() {
+                Ok(s) if s > 0 => fields.timeout = Some(Duration::from_secs(s)),
+                _ => {
+                    return Err(format!(
+                        "job field {first:?}: expected a whole number of seconds, at least 1"
+                    ))
+                }
+            }
         } else if let Some(setting) = first.strip_prefix(ENV_FIELD) {
             match setting.split_once('=') {
                 Some((name, value)) if is_env_name(name) => {
@@ -178,7 +233,7 @@ pub fn split_fields(args: &[String]) -> Result<(JobFields, &[String])> {
             }
         } else {
             return Err(format!(
-                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT, {STDOUT_UNREAD}, {ENV_FIELD}NAME=VALUE)"
+                "unknown job field {first:?} (known: {SIGINT_AFTER}N, {MARK_FIELD}TEXT, {STDIN_FIELD}TEXT, {STDOUT_UNREAD}, {ENV_FIELD}NAME=VALUE, {TIMEOUT_FIELD}N, {QEMU_FIELD})"
             ));
         }
         rest = tail;
@@ -211,6 +266,21 @@ pub fn rewrite_file_args(
     rewrite_option_values(vmm_args, &FILE_OPTIONS, place)
 }
 
+/// [`rewrite_file_args`] for a job's arguments, whoever reads them: QEMU's
+/// [`QEMU_FILE_OPTIONS`] for a `@qemu` job (`-kernel PATH` or
+/// `-kernel=PATH`, both of which QEMU takes), the VMM's otherwise.
+pub fn rewrite_job_files(
+    fields: &JobFields,
+    args: &[String],
+    place: impl FnMut(&str) -> Option<String>,
+) -> Vec<String> {
+    if fields.qemu {
+        rewrite_option_values(args, &QEMU_FILE_OPTIONS, place)
+    } else {
+        rewrite_file_args(args, place)
+    }
+}
+
 /// The paths the VMM will write ([`OUTPUT_OPTIONS`]' values), in order.
 pub fn output_paths(vmm_args: &[String]) -> Vec<String> {
     let mut paths = Vec::new();
@@ -219,6 +289,16 @@ pub fn output_paths(vmm_args: &[String]) -> Vec<String> {
         None
     });
     paths
+}
+
+/// The paths a job's process will write: the VMM's [`OUTPUT_OPTIONS`];
+/// none for a `@qemu` job (QEMU takes `--trace` too, for something else).
+pub fn job_outputs(fields: &JobFields, args: &[String]) -> Vec<String> {
+    if fields.qemu {
+        Vec::new()
+    } else {
+        output_paths(args)
+    }
 }
 
 /// Rewrites the values of `options` in `vmm_args` (as `--opt VALUE` or
@@ -281,10 +361,6 @@ pub struct JobResult {
     pub console: String,
     /// The VMM's exit code; `None` if the job never finished.
     pub exit_code: Option<i32>,
-    /// The process's peak resident set size, in KiB.
-    pub peak_rss_kib: Option<u64>,
-    /// From the process's spawn to its exit.
-    pub wall: Option<Duration>,
     /// With `@mark=TEXT`: the time from the VMM's spawn to the first line
     /// containing TEXT, if one came.
     pub mark: Option<Duration>,
@@ -294,6 +370,13 @@ pub struct JobResult {
     /// back to their paths here, in the order the options came (empty for
     /// a native run, where the VMM writes them itself).
     pub fetched: Vec<Fetched>,
+    /// The process's peak resident set in KiB (`ru_maxrss` from `wait4`,
+    /// in L1 when nested); `None` if it never finished or it was not
+    /// reported.
+    pub peak_rss_kib: Option<u64>,
+    /// From the process's spawn to its exit, measured where it ran (in L1
+    /// when nested); `None` if it never finished or it was not reported.
+    pub wall: Option<Duration>,
 }
 
 /// A file the VMM wrote in L1, brought back to the build machine.
@@ -475,8 +558,8 @@ fn nested(
     // The files the VMM will write: each must be writable here before
     // the long nested run starts.
     for job in jobs {
-        let (_, vmm_args) = split_fields(job)?;
-        for path in output_paths(vmm_args) {
+        let (fields, args) = split_fields(job)?;
+        for path in job_outputs(&fields, args) {
             std::fs::File::create(&path).map_err(|e| format!("cannot write {path}: {e}"))?;
         }
     }
@@ -502,7 +585,7 @@ fn nested(
         .zip(outputs)
         .map(|(args, out)| {
             let fetched = split_fields(args)
-                .map(|(_, vmm_args)| output_paths(vmm_args))
+                .map(|(fields, args)| job_outputs(&fields, args))
                 .unwrap_or_default()
                 .into_iter()
                 .enumerate()
@@ -521,11 +604,11 @@ fn nested(
                 args: args.clone(),
                 console: out.console,
                 exit_code: out.exit_code,
-                peak_rss_kib: None,
-                wall: None,
                 mark: out.mark,
                 reports: out.reports,
                 fetched,
+                peak_rss_kib: out.peak_rss_kib,
+                wall: out.wall,
             }
         })
         .collect();
@@ -547,6 +630,17 @@ fn run_native(
 ) -> Result<JobResult> {
     let mut console = JobConsole::default();
     let (fields, vmm_args) = split_fields(args)?;
+    let program = if fields.qemu {
+        if !l1::qemu_installed() {
+            return Err(format!(
+                "a {QEMU_FIELD} job runs {} from PATH on this aarch64 KVM host, and it is not installed (on Debian or Ubuntu: `sudo apt-get install qemu-system-arm`)",
+                l1::QEMU
+            ));
+        }
+        std::path::PathBuf::from(l1::QEMU)
+    } else {
+        artifacts.vmm.clone()
+    };
     // With a SIGINT field, Ctrl-C as a terminal sends it: SIGINT to the VMM
     // after a while, which `timeout` from coreutils does without a shell.
     let mut cmd = match fields.sigint_after {
@@ -555,14 +649,17 @@ fn run_native(
             c.arg("--signal=INT")
                 .arg("--preserve-status")
                 .arg(format!("{:.3}", after.as_secs_f64()))
-                .arg(&artifacts.vmm);
+                .arg(&program);
             c
         }
-        None => Command::new(&artifacts.vmm),
+        None => Command::new(&program),
     };
-    if needs_default_image(vmm_args) {
+    if !fields.qemu && needs_default_image(vmm_args) {
         cmd.arg("--image").arg(&artifacts.guest_image);
     }
+    // The job's own bound ends it as the L1 init would, with SIGKILL's
+    // status; the batch's bound is an error.
+    let bound = fields.bound().filter(|b| *b < wall_timeout);
     cmd.args(vmm_args)
         .envs(fields.env.iter().map(|(n, v)| (n, v)))
         .env(report::TAG_ENV, tag);
@@ -589,32 +686,38 @@ fn run_native(
         }
         console.line(&line, tag, stream);
     };
-    let ended = if unread.is_some() {
-        run_bounded_stderr(&mut cmd, wall_timeout, feed, on_line)?
-    } else {
-        run_bounded_fed(&mut cmd, wall_timeout, feed, on_line)?
-    };
+    let (ended, peak_rss_kib) = run_bounded_measured(
+        &mut cmd,
+        bound.unwrap_or(wall_timeout),
+        feed,
+        unread.is_some(),
+        on_line,
+    )?;
+    let wall = spawned.elapsed();
     drop(unread);
-    let Ended::Exited(status) = ended else {
-        return Err(format!(
-            "the VMM did not finish within {} s and was stopped",
-            wall_timeout.as_secs()
-        ));
+    let exit_code = match ended {
+        Ended::Exited(status) => status
+            .code()
+            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s)),
+        Ended::Killed if bound.is_some() => Some(128 + libc::SIGKILL),
+        Ended::Killed => {
+            return Err(format!(
+                "the VMM did not finish within {} s and was stopped",
+                wall_timeout.as_secs()
+            ))
+        }
     };
-    let exit_code = status
-        .code()
-        .or_else(|| std::os::unix::process::ExitStatusExt::signal(&status).map(|s| 128 + s));
     let (console, reports) = console.finish();
     Ok(JobResult {
         args: args.to_vec(),
         console,
         exit_code,
-        peak_rss_kib: None,
-        wall: None,
         mark,
         reports,
         // The VMM wrote its files here itself.
         fetched: Vec::new(),
+        peak_rss_kib,
+        wall: Some(wall),
     })
 }
 
@@ -644,6 +747,8 @@ mod tests {
                 stdin: Some("hello there".into()),
                 stdout_unread: false,
                 env: Vec::new(),
+                timeout: None,
+                qemu: false,
             }
         );
         assert_eq!(args, &job[3..]);
@@ -671,6 +776,10 @@ mod tests {
             "@env==debug",
             "@env=1X=2",
             "@env=A B=2",
+            "@timeout-s=0",
+            "@timeout-s=1.5",
+            "@timeout-s=",
+            "@qemu=1",
         ] {
             assert!(split_fields(&owned(&[bad])).is_err(), "{bad}");
         }
@@ -681,6 +790,83 @@ mod tests {
         assert_eq!(args, &unread[1..]);
         let err = split_fields(&owned(&["@stdout-unread", "@mark=x"])).unwrap_err();
         assert!(err.contains("do not go together"), "{err}");
+    }
+
+    #[test]
+    fn qemu_and_timeout_fields_are_parsed_rendered_and_bound_the_job() {
+        let job = owned(&[
+            "@qemu",
+            "@mark=timer:",
+            "@timeout-s=90",
+            "-accel",
+            "kvm",
+            "-kernel",
+            "/fw",
+        ]);
+        let (fields, args) = split_fields(&job).unwrap();
+        assert!(fields.qemu);
+        assert_eq!(fields.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(fields.mark.as_deref(), Some("timer:"));
+        assert_eq!(args, &job[3..]);
+        assert_eq!(fields.to_args(), ["@mark=timer:", "@timeout-s=90", "@qemu"]);
+        assert_eq!(fields.bound(), Some(Duration::from_secs(90)));
+        // QEMU never ends by itself on a wedged guest: it always has a
+        // bound; the VMM has its own `--timeout`.
+        let (plain_qemu, _) = split_fields(&owned(&["@qemu", "-M", "virt"])).unwrap();
+        assert_eq!(plain_qemu.bound(), Some(QEMU_TIMEOUT));
+        assert_eq!(JobFields::default().bound(), None);
+        // A round trip keeps everything.
+        let again = fields.to_args();
+        assert_eq!(split_fields(&again).unwrap().0, fields);
+        // The error lists the new fields.
+        let err = split_fields(&owned(&["@qemu-please"])).unwrap_err();
+        assert!(err.contains("@timeout-s=N, @qemu)"), "{err}");
+    }
+
+    // QEMU's file options are rewritten for a @qemu job (both spellings),
+    // the VMM's are not (QEMU has none of them), and a VMM job is as it was.
+    #[test]
+    fn qemu_file_options_are_rewritten_only_for_qemu_jobs() {
+        let args = owned(&[
+            "-kernel",
+            "/build/uirq-guest",
+            "-initrd=/build/initrd",
+            "-dtb",
+            "/build/x.dtb",
+            "--kernel",
+            "/build/other",
+            "-device",
+            "loader,addr=0x41000000,data=0x1,data-len=8",
+            "--trace",
+            "events",
+        ]);
+        let place = |p: &str| Some(format!("/files/{}", p.trim_start_matches("/build/")));
+        let qemu = JobFields {
+            qemu: true,
+            ..JobFields::default()
+        };
+        assert_eq!(
+            rewrite_job_files(&qemu, &args, place),
+            [
+                "-kernel",
+                "/files/uirq-guest",
+                "-initrd=/files/initrd",
+                "-dtb",
+                "/files/x.dtb",
+                "--kernel",
+                "/build/other",
+                "-device",
+                "loader,addr=0x41000000,data=0x1,data-len=8",
+                "--trace",
+                "events",
+            ]
+        );
+        let vmm = rewrite_job_files(&JobFields::default(), &args, place);
+        assert_eq!(vmm[..6], args[..6]);
+        assert_eq!(vmm[6], "/files/other");
+        // QEMU's `--trace` is not a file to fetch; the VMM's is.
+        assert!(job_outputs(&qemu, &args).is_empty());
+        assert_eq!(job_outputs(&JobFields::default(), &args), ["events"]);
     }
 
     #[test]

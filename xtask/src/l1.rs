@@ -68,7 +68,7 @@ pub fn qemu_installed() -> bool {
     have(QEMU)
 }
 
-fn apt_get() -> Command {
+pub(crate) fn apt_get() -> Command {
     let mut cmd = Command::new("apt-get");
     cmd.env("DEBIAN_FRONTEND", "noninteractive");
     cmd
@@ -174,19 +174,7 @@ pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
             "the L1 kernel is fetched with apt from Debian's {package}:arm64; on this system, extract its boot/vmlinuz-* yourself and set UIRQ_L1_KERNEL to its path"
         ));
     }
-    let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))?;
-    let needs_arch = !foreign.lines().any(|l| l.trim() == "arm64");
-    if needs_arch && !is_root() {
-        return Err("fetching the L1 kernel needs Debian's arm64 package lists; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`, then run again".into());
-    }
-    if needs_arch {
-        progress("enabling arm64 package lists for apt (dpkg --add-architecture arm64)");
-        run_checked(
-            Command::new("dpkg").args(["--add-architecture", "arm64"]),
-            APT_LIMIT,
-        )?;
-        run_checked(apt_get().args(["update", "-qq"]), APT_LIMIT)?;
-    }
+    ensure_arm64_lists("fetching the L1 kernel")?;
 
     match fetch_kernel(&package) {
         Ok(kernel) => Ok(kernel),
@@ -203,6 +191,31 @@ pub fn ensure_kernel_package(package: Option<&str>) -> Result<PathBuf> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Makes sure apt has Debian's arm64 package lists, adding the
+/// architecture as root; `what` says what needs them, for the message when
+/// that is not possible.
+pub(crate) fn ensure_arm64_lists(what: &str) -> Result<()> {
+    if !is_debian_like() {
+        return Err(format!(
+            "{what} needs apt and Debian's arm64 packages, and this system is not Debian or Ubuntu"
+        ));
+    }
+    let foreign = output_of(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    let needs_arch = !foreign.lines().any(|l| l.trim() == "arm64");
+    if needs_arch && !is_root() {
+        return Err(format!("{what} needs Debian's arm64 package lists; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`, then run again"));
+    }
+    if needs_arch {
+        progress("enabling arm64 package lists for apt (dpkg --add-architecture arm64)");
+        run_checked(
+            Command::new("dpkg").args(["--add-architecture", "arm64"]),
+            APT_LIMIT,
+        )?;
+        run_checked(apt_get().args(["update", "-qq"]), APT_LIMIT)?;
+    }
+    Ok(())
 }
 
 /// Downloads `package`'s kernel into the cache; returns its path.
@@ -484,13 +497,20 @@ fn job_list(
                 "VMM argument {bad:?} cannot be passed into L1 (empty, or holds a tab or newline)"
             ));
         }
-        let (fields, vmm_args) = crate::jobs::split_fields(job)?;
-        let mut words = fields.to_args();
+        let (fields, args) = crate::jobs::split_fields(job)?;
+        // The init bounds a job only when told: QEMU's default bound is
+        // sent as a field.
+        let bounded = crate::jobs::JobFields {
+            timeout: fields.bound(),
+            ..fields.clone()
+        };
+        let mut words = bounded.to_args();
         // What the VMM writes goes to /out in L1, and the init sends it
-        // back (`@fetch=`).
+        // back (`@fetch=`). QEMU writes nothing that comes back.
         let index = list.lines().count();
         let mut outputs = Vec::new();
-        let vmm_args = crate::jobs::rewrite_option_values(vmm_args, &OUTPUT_OPTIONS, |p| {
+        let output_options: &[&str] = if fields.qemu { &[] } else { &OUTPUT_OPTIONS };
+        let args = crate::jobs::rewrite_option_values(args, output_options, |p| {
             let base = Path::new(p)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -500,10 +520,10 @@ fn job_list(
             Some(inside)
         });
         words.extend(outputs.iter().map(|o| format!("{FETCH_FIELD}{o}")));
-        if crate::jobs::needs_default_image(&vmm_args) {
+        if !fields.qemu && crate::jobs::needs_default_image(&args) {
             words.extend(["--image".to_string(), "/guest.bin".to_string()]);
         }
-        words.extend(crate::jobs::rewrite_file_args(&vmm_args, |p| {
+        words.extend(crate::jobs::rewrite_job_files(&fields, &args, |p| {
             staged.place(p, &is_file)
         }));
         list.push_str(&words.join("\t"));
@@ -514,10 +534,20 @@ fn job_list(
 
 /// Writes the initramfs for one boot: the init, the VMM, the firmware image,
 /// the job list (one job per line: its fields, then its VMM arguments,
-/// tab-separated) and the files the jobs name.
+/// tab-separated) and the files the jobs name. A batch with a `@qemu` job
+/// also gets QEMU (`crate::qemu_l1`), a second archive after the first,
+/// fetched once; other batches stay as small as they were.
 pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path) -> Result<()> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let (list, files) = job_list(jobs, Path::is_file)?;
+    let wants_qemu = jobs
+        .iter()
+        .any(|j| crate::jobs::split_fields(j).is_ok_and(|(fields, _)| fields.qemu));
+    let qemu = if wants_qemu {
+        Some(read(&crate::qemu_l1::ensure_payload()?)?)
+    } else {
+        None
+    };
     let mut archive = Archive::new();
     archive
         .dir("dev")
@@ -543,9 +573,12 @@ pub fn write_initramfs(artifacts: &Artifacts, jobs: &[Vec<String>], path: &Path)
     }
     let mut file = std::fs::File::create(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    archive
-        .finish(&mut file)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let written = archive.finish(&mut file).and_then(|()| match &qemu {
+        // Linux unpacks concatenated newc archives one after the other.
+        Some(payload) => std::io::Write::write_all(&mut file, payload),
+        None => Ok(()),
+    });
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// One line of L1's console, classified.
@@ -563,6 +596,11 @@ pub enum Line<'a> {
     JobStart(usize),
     /// `@@uirq <tag> job <n> exit <code>`
     JobExit(usize, i32),
+    /// `@@uirq <tag> job <n> usage <kib> <ms>`: job n's process has exited
+    /// with this peak resident set (KiB, `ru_maxrss`) this many
+    /// milliseconds after its spawn; the init prints it just before the
+    /// exit line.
+    JobUsage(usize, u64, Duration),
     /// `@@uirq <tag> job <n> mark <ms>`: job n's output first held its mark
     /// this long after the VMM was spawned.
     JobMark(usize, Duration),
@@ -642,6 +680,12 @@ pub fn parse_line<'a>(line: &'a str, tag: Option<&str>) -> Parsed<'a> {
             (Ok(n), Ok(code)) => Some(Line::JobExit(n, code)),
             _ => None,
         },
+        ["job", n, "usage", kib, ms] => match (n.parse(), kib.parse(), ms.parse::<f64>()) {
+            (Ok(n), Ok(kib), Ok(ms)) if ms.is_finite() && ms >= 0.0 => {
+                Some(Line::JobUsage(n, kib, Duration::from_secs_f64(ms / 1e3)))
+            }
+            _ => None,
+        },
         ["job", n, "mark", ms] => match (n.parse(), ms.parse::<f64>()) {
             (Ok(n), Ok(ms)) if ms.is_finite() && ms >= 0.0 => {
                 Some(Line::JobMark(n, Duration::from_secs_f64(ms / 1e3)))
@@ -692,6 +736,11 @@ pub struct JobOutput {
     /// The files the init sent back (`@fetch=`), by their k, each with
     /// its bytes or why it did not come.
     pub files: Vec<std::result::Result<Vec<u8>, String>>,
+    /// The process's peak resident set in KiB, as the init's `wait4` saw
+    /// it ([`Line::JobUsage`]).
+    pub peak_rss_kib: Option<u64>,
+    /// From the process's spawn to its exit, measured in L1.
+    pub wall: Option<Duration>,
 }
 
 /// Files one job may send back: its output options, each at most once
@@ -855,6 +904,10 @@ pub fn run_jobs(
                 current = None;
             }
             Line::JobMark(n, after) if n < outputs.len() => outputs[n].mark = Some(after),
+            Line::JobUsage(n, kib, wall) if n < outputs.len() => {
+                outputs[n].peak_rss_kib = Some(kib);
+                outputs[n].wall = Some(wall);
+            }
             Line::JobFile(n, k, chunk) if n < outputs.len() && k < MAX_FILES => {
                 if incoming[n].len() <= k {
                     incoming[n].resize(k + 1, Incoming::default());
@@ -1061,6 +1114,67 @@ mod tests {
         );
         assert!(job_list(&[owned(&["--cmdline", "a\tb"])], |_| true).is_err());
         assert!(job_list(&[owned(&["@what=1"])], |_| true).is_err());
+    }
+
+    // A @qemu job gets no firmware image and no fetch; its -kernel is
+    // staged (once, shared with a VMM job naming the same file) and it
+    // always carries a bound for the init.
+    #[test]
+    fn qemu_jobs_stage_their_files_and_carry_a_bound() {
+        let jobs = vec![
+            owned(&[
+                "@qemu",
+                "-accel",
+                "kvm",
+                "-kernel",
+                "/build/uirq-guest",
+                "--trace",
+                "kvm_*",
+            ]),
+            owned(&["@timeout-s=30", "@qemu", "-kernel=/build/uirq-guest"]),
+            owned(&["--kernel", "/build/uirq-guest"]),
+        ];
+        let (list, files) = job_list(&jobs, |p| p.starts_with("/build")).unwrap();
+        let lines: Vec<Vec<&str>> = list.lines().map(|l| l.split('\t').collect()).collect();
+        assert_eq!(
+            lines,
+            [
+                vec![
+                    "@timeout-s=120",
+                    "@qemu",
+                    "-accel",
+                    "kvm",
+                    "-kernel",
+                    "/files/0-uirq-guest",
+                    "--trace",
+                    "kvm_*"
+                ],
+                vec!["@timeout-s=30", "@qemu", "-kernel=/files/0-uirq-guest"],
+                vec!["--kernel", "/files/0-uirq-guest"],
+            ]
+        );
+        assert_eq!(files.len(), 1);
+    }
+
+    #[test]
+    fn usage_lines_carry_peak_rss_and_wall_and_nothing_else_passes() {
+        let tagged = |rest: &str| format!("@@uirq {TAG} {rest}");
+        assert_eq!(
+            line_of(&tagged("job 1 usage 40960 1234.500")),
+            Line::JobUsage(1, 40960, Duration::from_micros(1_234_500))
+        );
+        for text in [
+            tagged("job 1 usage 40960"),
+            tagged("job 1 usage -5 12.0"),
+            tagged("job 1 usage 4096 -1"),
+            tagged("job 1 usage 4096 NaN"),
+            tagged("job 1 usage 4096 12.0 extra"),
+            tagged("job x usage 4096 12.0"),
+        ] {
+            assert_eq!(line_of(&text), Line::Text(&text), "{text}");
+        }
+        let forged = "@@uirq job 0 usage 1 1";
+        assert_eq!(parse_line(forged, Some(TAG)).line, Line::Text(forged));
     }
 
     // What the VMM writes goes to /out in L1 and is fetched back, in the

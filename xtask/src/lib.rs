@@ -20,6 +20,8 @@
 //!   their console output and exit codes.
 //! - [`linux`]: Linux as the VMM's guest: its initramfs, the job that boots
 //!   it, and reading back what its init printed.
+//! - [`qemu_l1`]: Debian's arm64 QEMU and its libraries, for `@qemu` jobs
+//!   in L1.
 //! - [`qemu_plain`]: the firmware on QEMU's own emulated GICv2 (no KVM, no
 //!   VMM), the independent check of the GIC scenarios.
 //! - [`trace_svg`]: part of a VMM trace (`--trace`) drawn as an SVG
@@ -37,6 +39,7 @@ pub mod l1;
 pub mod linux;
 pub mod process;
 pub mod project;
+pub mod qemu_l1;
 pub mod qemu_plain;
 pub mod toolchain;
 pub mod trace_svg;

@@ -100,6 +100,9 @@ static HANDLERS: Once = Once::new();
 pub struct Group {
     child: Child,
     status: Option<ExitStatus>,
+    /// The leader's peak resident set in KiB, from `wait4` when it was
+    /// reaped.
+    peak_rss_kib: Option<u64>,
     slot: Option<usize>,
 }
 
@@ -136,6 +139,7 @@ impl Group {
         Ok(Self {
             child,
             status: None,
+            peak_rss_kib: None,
             slot,
         })
     }
@@ -186,7 +190,25 @@ impl Group {
             return Ok(status);
         }
         self.signal(libc::SIGKILL);
-        let status = self.child.wait()?;
+        // wait4 rather than Child::wait: it also gives the leader's peak
+        // resident set (ru_maxrss, in KiB on Linux).
+        let mut raw = 0;
+        // SAFETY: rusage is plain data; all-zero is a valid value.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: wait4 writes an int and a rusage through pointers
+            // valid for those writes; the pid is our unreaped child.
+            let rc = unsafe { libc::wait4(self.child.id() as i32, &mut raw, 0, &mut usage) };
+            if rc >= 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let status = std::os::unix::process::ExitStatusExt::from_raw(raw);
+        self.peak_rss_kib = u64::try_from(usage.ru_maxrss).ok();
         self.status = Some(status);
         if let Some(slot) = self.slot.take() {
             GROUPS[slot].store(0, Ordering::SeqCst);
@@ -313,7 +335,7 @@ pub fn run_bounded(
     timeout: Duration,
     on_line: impl FnMut(Pipe, String),
 ) -> Result<Ended> {
-    run_core(cmd, timeout, None, Capture::Both, on_line)
+    run_core(cmd, timeout, None, Capture::Both, on_line).map(|(e, _)| e)
 }
 
 /// Which of a child's output streams [`run_core`] reads; the others stay
@@ -334,7 +356,7 @@ pub fn run_bounded_fed(
     feed: Option<Feed<'_>>,
     on_line: impl FnMut(Pipe, String),
 ) -> Result<Ended> {
-    run_core(cmd, timeout, feed, Capture::Both, on_line)
+    run_core(cmd, timeout, feed, Capture::Both, on_line).map(|(e, _)| e)
 }
 
 /// [`run_bounded_fed`] reading standard error only: standard output is
@@ -346,7 +368,25 @@ pub fn run_bounded_stderr(
     feed: Option<Feed<'_>>,
     on_line: impl FnMut(Pipe, String),
 ) -> Result<Ended> {
-    run_core(cmd, timeout, feed, Capture::Stderr, on_line)
+    run_core(cmd, timeout, feed, Capture::Stderr, on_line).map(|(e, _)| e)
+}
+
+/// [`run_bounded_fed`] (or, with `stderr_only`, [`run_bounded_stderr`])
+/// that also gives the child's peak resident set in KiB (`ru_maxrss`),
+/// when it exited by itself.
+pub fn run_bounded_measured(
+    cmd: &mut Command,
+    timeout: Duration,
+    feed: Option<Feed<'_>>,
+    stderr_only: bool,
+    on_line: impl FnMut(Pipe, String),
+) -> Result<(Ended, Option<u64>)> {
+    let capture = if stderr_only {
+        Capture::Stderr
+    } else {
+        Capture::Both
+    };
+    run_core(cmd, timeout, feed, capture, on_line)
 }
 
 /// [`run_bounded`] for standard output only: standard error stays the
@@ -356,7 +396,7 @@ pub fn run_bounded_stdout(
     timeout: Duration,
     mut on_line: impl FnMut(String),
 ) -> Result<Ended> {
-    run_core(cmd, timeout, None, Capture::Stdout, |_, line| on_line(line))
+    run_core(cmd, timeout, None, Capture::Stdout, |_, line| on_line(line)).map(|(e, _)| e)
 }
 
 fn run_core(
@@ -365,7 +405,7 @@ fn run_core(
     feed: Option<Feed<'_>>,
     capture: Capture,
     mut on_line: impl FnMut(Pipe, String),
-) -> Result<Ended> {
+) -> Result<(Ended, Option<u64>)> {
     let shown = format!("`{}`", cmd.get_program().to_string_lossy());
     cmd.stdin(if feed.is_some() {
         Stdio::piped()
@@ -470,7 +510,11 @@ fn run_core(
             Err(mpsc::RecvTimeoutError::Timeout) => break,
         }
     }
-    Ok(ended)
+    let peak_rss_kib = match ended {
+        Ended::Exited(_) => group.peak_rss_kib,
+        Ended::Killed => None,
+    };
+    Ok((ended, peak_rss_kib))
 }
 
 /// Reads `stream` line by line until it ends or `send` returns false,

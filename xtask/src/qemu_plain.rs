@@ -24,6 +24,12 @@
 //! answers itself), so QEMU exits; its exit status says nothing about the
 //! verdict, which is read from the console. Every run is bounded: QEMU is
 //! killed when the timeout passes.
+//!
+//! The same arguments with another [`Machine`] run the firmware on QEMU
+//! with KVM ([`Machine::kvm`]), with QEMU's userspace GICv2
+//! (`kernel_irqchip=off`) or KVM's in-kernel vGICv2 (`kernel_irqchip=on`):
+//! a `@qemu` job ([`kvm_job`], `crate::jobs::QEMU_FIELD`) where the VMM
+//! would run, for comparisons with it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +41,9 @@ use crate::bounded::BoundedText;
 use crate::l1::QEMU;
 use crate::process::{run_bounded, Ended, Pipe};
 use crate::Result;
+
+/// Guest RAM of every QEMU run, in MiB.
+pub const RAM_MIB: u64 = 128;
 
 /// Upper bound for one scenario on plain QEMU; they take about a second.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,58 +64,98 @@ pub fn elf_of(image: &Path) -> PathBuf {
     image.with_extension("")
 }
 
+/// The machine QEMU is asked for: its board options, its CPU, and its
+/// accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// `-M`'s value.
+    pub board: &'static str,
+    /// `-cpu`'s value.
+    pub cpu: &'static str,
+    /// `-accel`'s value; `None` is QEMU's default, emulation (TCG).
+    pub accel: Option<&'static str>,
+}
+
+impl Machine {
+    /// Plain emulation with QEMU's own GICv2, the independent check.
+    pub const EMULATED: Machine = Machine {
+        board: "virt,gic-version=2",
+        cpu: "max",
+        accel: None,
+    };
+
+    /// KVM with the host's CPU and a GICv2: QEMU's userspace model
+    /// (`kernel_irqchip=off`) or KVM's in-kernel vGICv2 (`on`).
+    pub fn kvm(kernel_irqchip: bool) -> Machine {
+        Machine {
+            board: if kernel_irqchip {
+                "virt,gic-version=2,kernel_irqchip=on"
+            } else {
+                "virt,gic-version=2,kernel_irqchip=off"
+            },
+            cpu: "host",
+            accel: Some("kvm"),
+        }
+    }
+}
+
 /// The QEMU arguments that run `elf` as `program` with `args` (`x1`,
 /// `x2`) on `cpus` CPUs, without the program name.
 pub fn arguments(elf: &Path, program: Program, args: [u64; 2], cpus: usize) -> Vec<String> {
-    board_arguments(
-        elf,
-        program,
-        args,
-        cpus,
-        128,
-        &["-M", "virt,gic-version=2", "-cpu", "max"],
-    )
+    arguments_on(Machine::EMULATED, elf, program, args, cpus)
 }
 
-/// The same under KVM (QEMU in the nested Linux, or on an aarch64 KVM
-/// host): `-accel kvm -cpu host`, the board `machine` (its
-/// `kernel_irqchip=` says whose GICv2 it is) and `ram_mib` of RAM.
-pub fn kvm_arguments(
+/// A `@qemu` job (`crate::jobs`) that runs `elf` as `program` on QEMU
+/// with KVM ([`Machine::kvm`]), bounded by `timeout` (whole seconds, at
+/// least one). `elf` is a path on this machine; a nested run copies it.
+pub fn kvm_job(
+    kernel_irqchip: bool,
     elf: &Path,
     program: Program,
     args: [u64; 2],
     cpus: usize,
-    ram_mib: u64,
-    machine: &str,
+    timeout: Duration,
 ) -> Vec<String> {
-    board_arguments(
+    let fields = crate::jobs::JobFields {
+        qemu: true,
+        timeout: Some(timeout.max(Duration::from_secs(1))),
+        ..Default::default()
+    };
+    let mut job = fields.to_args();
+    job.extend(arguments_on(
+        Machine::kvm(kernel_irqchip),
         elf,
         program,
         args,
         cpus,
-        ram_mib,
-        &["-accel", "kvm", "-M", machine, "-cpu", "host"],
-    )
+    ));
+    job
 }
 
-/// `board` (machine, CPU and accelerator options), then the options
-/// every run shares: the CPUs and RAM, the console on stdio and nothing
-/// else, the firmware and its boot block.
-fn board_arguments(
+/// [`arguments`] on `machine`. With an accelerator, QEMU also gets
+/// `-nodefaults`: no default devices, so no option ROM or other data file
+/// is looked for (the QEMU in L1 has none).
+pub fn arguments_on(
+    machine: Machine,
     elf: &Path,
     program: Program,
     args: [u64; 2],
     cpus: usize,
-    ram_mib: u64,
-    board: &[&str],
 ) -> Vec<String> {
-    let mut a: Vec<String> = board.iter().map(|s| s.to_string()).collect();
+    let mut a: Vec<String> = Vec::new();
+    if let Some(accel) = machine.accel {
+        a.extend(["-accel".into(), accel.into(), "-nodefaults".into()]);
+    }
     a.extend(
         [
+            "-M",
+            machine.board,
+            "-cpu",
+            machine.cpu,
             "-smp",
             &cpus.to_string(),
             "-m",
-            &ram_mib.to_string(),
+            &RAM_MIB.to_string(),
             "-display",
             "none",
             "-serial",
@@ -243,6 +292,40 @@ mod tests {
         let joined = a.join(" ");
         assert!(joined.contains("loader,addr=0x41000008,data=0x6,data-len=8"));
         assert!(joined.contains("loader,addr=0x41000010,data=0x4e20,data-len=8"));
+    }
+
+    #[test]
+    fn kvm_jobs_are_qemu_jobs_on_the_chosen_gic_with_a_bound() {
+        let job = kvm_job(
+            false,
+            Path::new("/fw"),
+            Program::Timer,
+            [5, 0],
+            1,
+            Duration::from_secs(60),
+        );
+        let (fields, args) = crate::jobs::split_fields(&job).unwrap();
+        assert!(fields.qemu);
+        assert_eq!(fields.timeout, Some(Duration::from_secs(60)));
+        let joined = args.join(" ");
+        assert!(
+            joined.starts_with(
+                "-accel kvm -nodefaults -M virt,gic-version=2,kernel_irqchip=off -cpu host -smp 1 -m 128 "
+            ),
+            "{joined}"
+        );
+        assert!(joined.contains("-kernel /fw "), "{joined}");
+        assert!(joined.contains("loader,addr=0x41000010,data=0x5,data-len=8"));
+        let on = kvm_job(
+            true,
+            Path::new("/fw"),
+            Program::Timer,
+            [5, 0],
+            1,
+            Duration::ZERO,
+        );
+        assert!(on.join(" ").contains("kernel_irqchip=on"));
+        assert!(on.contains(&"@timeout-s=1".to_string()), "{on:?}");
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! 2. mounts devtmpfs on `/dev` (so `/dev/kvm` appears) and proc on `/proc`;
 //! 3. runs `/uirq-vmm` once per line of `/jobs` (arguments separated by tabs),
 //!    with the console as its stdout and stderr, framing each run with marker
-//!    lines that xtask parses (`@@uirq <tag> job <n> start`, `... exit
-//!    <code>`, and `@@uirq <tag> done` after the last). A job's line may
-//!    start with
+//!    lines that xtask parses (`@@uirq <tag> job <n> start`, `... usage
+//!    <kib> <ms>`, `... exit <code>`, and `@@uirq <tag> done` after the
+//!    last). The usage line gives the process's peak resident set in KiB
+//!    (`ru_maxrss` from `wait4`) and the milliseconds from its spawn to its
+//!    exit. A job's line may start with
 //!    fields, in any order, before the VMM's arguments:
 //!    - `@sigint-after-ms=N`: SIGINT N ms after the VMM started, as Ctrl-C
 //!      would send it ([`SIGINT_AFTER`]);
@@ -37,6 +39,14 @@
 //!      `@fetch=` fields from 0 ([`FETCH_FIELD`]);
 //!    - `@env=NAME=VALUE`: NAME is set to VALUE in the VMM's environment
 //!      (`UIRQ_LOG`, `NO_COLOR`; [`ENV_FIELD`]);
+//!    - `@timeout-s=N`: the process is killed with SIGKILL N seconds after
+//!      its spawn (exit code 137; [`TIMEOUT_FIELD`]). xtask gives every
+//!      `@qemu` job one, since QEMU has no bound of its own;
+//!    - `@qemu`: the arguments are QEMU's: the job runs
+//!      `/qemu/qemu-system-aarch64` (Debian's arm64 build, which xtask puts
+//!      in the initramfs with its libraries under `/qemu/lib`) through its
+//!      dynamic loader, `/qemu/lib/ld-linux-aarch64.so.1 --library-path
+//!      /qemu/lib ...`, since nothing is at `/lib` here ([`QEMU_FIELD`]);
 //! 4. powers the machine off, which ends QEMU (`-no-reboot`).
 //!
 //! **Why the tag.** The guest's output shares the console with these
@@ -111,6 +121,20 @@ const STDOUT_UNREAD: &str = "@stdout-unread";
 /// (`xtask::jobs::ENV_FIELD`).
 const ENV_FIELD: &str = "@env=";
 
+/// A job field: kill the process this many seconds after its spawn
+/// (`xtask::jobs::TIMEOUT_FIELD`).
+const TIMEOUT_FIELD: &str = "@timeout-s=";
+/// A job field: the arguments are QEMU's (`xtask::jobs::QEMU_FIELD`).
+const QEMU_FIELD: &str = "@qemu";
+/// The VMM.
+const VMM: &str = "/uirq-vmm";
+/// QEMU's dynamic loader, which runs it (`xtask::qemu_l1`).
+const QEMU_LOADER: &str = "/qemu/lib/ld-linux-aarch64.so.1";
+/// Where QEMU's libraries are.
+const QEMU_LIBS: &str = "/qemu/lib";
+/// QEMU itself.
+const QEMU: &str = "/qemu/qemu-system-aarch64";
+
 /// A job field: send this file back after the VMM exited
 /// (`xtask::jobs::FETCH_FIELD`).
 const FETCH_FIELD: &str = "@fetch=";
@@ -126,6 +150,8 @@ struct Fields<'a> {
     stdout_unread: bool,
     fetch: Vec<&'a str>,
     env: Vec<(&'a str, &'a str)>,
+    timeout: Option<Duration>,
+    qemu: bool,
 }
 
 /// Splits the leading fields of a job off its VMM arguments.
@@ -141,6 +167,12 @@ fn split_fields<'a, 'b>(args: &'b [&'a str]) -> (Fields<'a>, &'b [&'a str]) {
             fields.stdin = Some(text);
         } else if *first == STDOUT_UNREAD {
             fields.stdout_unread = true;
+        } else if *first == QEMU_FIELD {
+            fields.qemu = true;
+        } else if let Some(s) = first.strip_prefix(TIMEOUT_FIELD) {
+            // xtask checked it; a bad one bounds the job at once rather
+            // than never.
+            fields.timeout = Some(Duration::from_secs(s.parse().unwrap_or(0)));
         } else if let Some(path) = first.strip_prefix(FETCH_FIELD) {
             fields.fetch.push(path);
         } else if let Some((name, value)) = first
@@ -188,12 +220,22 @@ fn main() {
         let (fields, args) = split_fields(&words);
         println!("{} job {index} start", mark());
         let _ = std::io::stdout().flush();
-        let code = match run_vmm(index, args, &fields) {
-            Ok(status) => status.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-            }),
+        let code = match run_job(index, args, &fields) {
+            Ok(ended) => {
+                println!(
+                    "{} job {index} usage {} {:.3}",
+                    mark(),
+                    ended.peak_rss_kib,
+                    ended.wall.as_secs_f64() * 1e3
+                );
+                let status = ended.status;
+                status.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+                })
+            }
             Err(e) => {
-                println!("{} init-error cannot start /uirq-vmm: {e}", mark());
+                let program = if fields.qemu { QEMU } else { VMM };
+                println!("{} init-error cannot start {program}: {e}", mark());
                 127
             }
         };
@@ -247,9 +289,24 @@ fn pack(bytes: &[u8]) -> std::io::Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(gz.finish()?))
 }
 
-/// Runs job `index`: the VMM with `args`, as its `fields` ask.
-fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<ExitStatus> {
-    let mut cmd = Command::new("/uirq-vmm");
+/// How a job's process ended, and what it cost.
+struct JobEnd {
+    status: ExitStatus,
+    /// `ru_maxrss` from `wait4`.
+    peak_rss_kib: u64,
+    /// Spawn to exit.
+    wall: Duration,
+}
+
+/// Runs job `index`: the VMM (or QEMU) with `args`, as its `fields` ask.
+fn run_job(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<JobEnd> {
+    let mut cmd = if fields.qemu {
+        let mut c = Command::new(QEMU_LOADER);
+        c.args(["--library-path", QEMU_LIBS, QEMU]);
+        c
+    } else {
+        Command::new(VMM)
+    };
     if let Some(tag) = TAG.get() {
         cmd.env(TAG_ENV, tag);
     }
@@ -318,12 +375,18 @@ fn run_vmm(index: usize, args: &[&str], fields: &Fields<'_>) -> std::io::Result<
         }
     }
 
-    let status = wait_or_interrupt(&mut child, fields.sigint_after);
+    let ended = wait_bounded(&child, fields.sigint_after, fields.timeout);
+    let wall = spawned.elapsed();
     drop(held_stdin);
     for t in threads {
         let _ = t.join();
     }
-    status
+    let (status, peak_rss_kib) = ended?;
+    Ok(JobEnd {
+        status,
+        peak_rss_kib,
+        wall,
+    })
 }
 
 /// A pipe, both ends closed on exec, as small as the kernel allows (one
@@ -395,26 +458,69 @@ fn forward(pipe: Box<dyn Read + Send>, is_stderr: bool, watch: Watch) {
     }
 }
 
-/// Waits for the VMM; with `sigint_after`, interrupts it as Ctrl-C would
-/// once that much time has passed.
-fn wait_or_interrupt(
-    child: &mut Child,
+/// Waits for the job's process and reaps it with `wait4`, for its peak
+/// resident set (KiB). With `sigint_after`, interrupts it as Ctrl-C would
+/// once that much time has passed; with `timeout`, kills it (SIGKILL) once
+/// that much has.
+fn wait_bounded(
+    child: &Child,
     sigint_after: Option<Duration>,
-) -> std::io::Result<ExitStatus> {
-    if let Some(after) = sigint_after {
-        let start = Instant::now();
-        while start.elapsed() < after {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    timeout: Option<Duration>,
+) -> std::io::Result<(ExitStatus, u64)> {
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let mut interrupted = false;
+    let mut killed = false;
+    loop {
+        let pending = |done: bool, after: Option<Duration>| !done && after.is_some();
+        let polling = pending(interrupted, sigint_after) || pending(killed, timeout);
+        if let Some(ended) = reap(pid, polling)? {
+            return Ok(ended);
         }
-        let pid = child.id() as libc::pid_t;
-        // SAFETY: kill has no memory-safety preconditions; `pid` is our
-        // own child, not yet reaped, so it cannot name another process.
-        unsafe { libc::kill(pid, libc::SIGINT) };
+        let elapsed = start.elapsed();
+        // `pid` is our own child, not yet reaped, so it names no other
+        // process.
+        let signal = |signal| {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid, signal) };
+        };
+        if !interrupted && sigint_after.is_some_and(|a| elapsed >= a) {
+            signal(libc::SIGINT);
+            interrupted = true;
+        }
+        if !killed && timeout.is_some_and(|t| elapsed >= t) {
+            signal(libc::SIGKILL);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    child.wait()
+}
+
+/// Reaps `pid` with `wait4`: its status and `ru_maxrss` (KiB), or `None`
+/// when `nohang` and it is still running.
+fn reap(pid: libc::pid_t, nohang: bool) -> std::io::Result<Option<(ExitStatus, u64)>> {
+    let mut raw = 0;
+    // SAFETY: rusage is plain data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if nohang { libc::WNOHANG } else { 0 };
+    loop {
+        // SAFETY: wait4 writes an int and a rusage through pointers valid
+        // for those writes.
+        let rc = unsafe { libc::wait4(pid, &mut raw, flags, &mut usage) };
+        match rc {
+            0 => return Ok(None),
+            rc if rc > 0 => {
+                let status = std::os::unix::process::ExitStatusExt::from_raw(raw);
+                return Ok(Some((status, u64::try_from(usage.ru_maxrss).unwrap_or(0))));
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// Mounts a kernel filesystem (`devtmpfs` for /dev/kvm, `proc` for the
@@ -498,6 +604,29 @@ mod tests {
         assert_eq!(rest, ["--trace", "/trace-0.json"]);
     }
 
+    // The bound kills, SIGINT interrupts, and either way the process is
+    // reaped with its peak RSS.
+    #[test]
+    fn a_job_is_interrupted_or_killed_on_time_and_reaped_with_its_usage() {
+        use std::os::unix::process::ExitStatusExt;
+        let sleeper = || Command::new("sleep").arg("30").spawn().unwrap();
+        let start = Instant::now();
+        let (status, rss) =
+            wait_bounded(&sleeper(), None, Some(Duration::from_millis(200))).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(rss > 0);
+        let (status, _) = wait_bounded(
+            &sleeper(),
+            Some(Duration::from_millis(100)),
+            Some(Duration::from_secs(20)),
+        )
+        .unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGINT));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let (status, _) = wait_bounded(&Command::new("true").spawn().unwrap(), None, None).unwrap();
+        assert!(status.success());
+    }
+
     #[test]
     fn fields_come_first_in_any_order_and_the_rest_goes_to_the_vmm() {
         let job = [
@@ -508,6 +637,8 @@ mod tests {
             "@fetch=/trace-0.json",
             "@env=UIRQ_LOG=uirq_host=debug",
             "@env=NO_COLOR=1",
+            "@timeout-s=30",
+            "@qemu",
             "--cpus",
             "2",
         ];
@@ -521,6 +652,8 @@ mod tests {
                 stdout_unread: true,
                 fetch: vec!["/trace-0.json"],
                 env: vec![("UIRQ_LOG", "uirq_host=debug"), ("NO_COLOR", "1")],
+                timeout: Some(Duration::from_secs(30)),
+                qemu: true,
             }
         );
         assert_eq!(args, ["--cpus", "2"]);
