@@ -1,6 +1,7 @@
 //! Fuzzing support beyond the GIC model: arbitrary bytes in, a checked run
-//! of the whole MMIO bus ([`vm_mmio`]) or of the benchmark's result-buffer
-//! decoder ([`bench_decode`]) out.
+//! of the whole MMIO bus ([`vm_mmio`]), of the benchmark's result-buffer
+//! decoder ([`bench_decode`]) or of the reader of its console dump
+//! ([`bench_dump`]) out.
 //!
 //! Organised as the GIC model's own fuzzing module (`uirq_gicv2::fuzzing`)
 //! is: each module decodes the
@@ -11,6 +12,7 @@
 //! plain `cargo test`.
 
 pub mod bench_decode;
+pub mod bench_dump;
 pub mod vm_mmio;
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The fuzz corpora as unit tests: every input the fuzzers kept
-//! (`fuzz/corpus/vm_mmio/` and `fuzz/corpus/bench_decode/`, including any
+//! (`fuzz/corpus/vm_mmio/`, `fuzz/corpus/bench_decode/` and
+//! `fuzz/corpus/bench_dump/`, including any
 //! that once crashed) is replayed through the same decoders and checks as
 //! the fuzz targets, so plain `cargo test` guards against regressions.
 
@@ -9,7 +10,7 @@ use uirq_abi::bench::{MAGIC, RESULTS_SIZE, VERSION};
 use uirq_abi::gicv2::gicc;
 use uirq_abi::layout::{GICC_BASE, GICD_BASE, UART_BASE};
 
-use super::{bench_decode, vm_mmio};
+use super::{bench_decode, bench_dump, vm_mmio};
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -60,6 +61,24 @@ fn replay_bench_decode_corpus() {
             std::panic::resume_unwind(e);
         }
     }
+}
+
+// Every committed bench_dump input passes every check of `bench_dump`.
+#[test]
+fn replay_bench_dump_corpus() {
+    let mut decoded = 0;
+    for (file, data) in corpus("bench_dump") {
+        if let Err(e) = std::panic::catch_unwind(|| bench_dump::run(&data)) {
+            eprintln!("{} failed", file.display());
+            std::panic::resume_unwind(e);
+        }
+        let text = String::from_utf8_lossy(&data);
+        decoded += usize::from(
+            uirq_abi::bench_dump::decode_lines(text.lines(), bench_dump::MAX_WORDS).is_ok(),
+        );
+    }
+    // The seeds include whole dumps, not only broken ones.
+    assert!(decoded >= 4, "{decoded} inputs decode");
 }
 
 // The vm_mmio input format, op by op.
