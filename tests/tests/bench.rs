@@ -57,6 +57,8 @@ fn a_short_benchmark_writes_sane_figures_for_both_irqchips_under_both_vmms() {
     assert_eq!((env.samples, env.vcpus), (300, 2));
     assert!(env.raw_samples);
     assert_eq!(env.vmms, ["uirq", "qemu"]);
+    let peer = env.peer_qemu.as_deref().expect("the QEMU of the qemu rows");
+    assert!(peer.starts_with("QEMU emulator version "), "{peer}");
 
     assert_eq!(doc.runs.len(), 4);
     for (run, (vmm, chip)) in doc.runs.iter().zip(RUNS) {

@@ -194,11 +194,16 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
     let elf = crate::qemu_plain::elf_of(&artifacts.guest_image);
     // The benchmark runs first, then one trivial guest per run: the
     // footprints.
-    let jobs: Vec<Vec<String>> = keys
+    let mut jobs: Vec<Vec<String>> = keys
         .iter()
         .map(|k| bench_job(&elf, o, *k))
         .chain(keys.iter().map(|k| footprint_job(&elf, *k)))
         .collect();
+    // Which QEMU ran the qemu rows, in its own words.
+    let with_qemu = o.vmms.contains(&"qemu");
+    if with_qemu {
+        jobs.push(qemu_version_job());
+    }
 
     progress(format!(
         "measuring {} x {} samples per run ({}, {} vCPU{})",
@@ -249,7 +254,8 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
         r
     })?;
 
-    let (bench_results, footprint_results) = results.split_at(keys.len());
+    let (bench_results, rest) = results.split_at(keys.len());
+    let (footprint_results, version) = rest.split_at(keys.len());
     let mut runs = Vec::new();
     for (key, r) in keys.iter().zip(bench_results) {
         ensure_exited(r, &format!("the {} run", key.label()))?;
@@ -262,7 +268,21 @@ pub fn run_with(artifacts: &crate::project::Artifacts, o: &Options) -> Result<Do
     for (key, r) in keys.iter().zip(footprint_results) {
         footprints.push(footprint(*key, r)?);
     }
-    let doc = combine(&env, o, runs, footprints, unix_now());
+    let mut doc = combine(&env, o, runs, footprints, unix_now());
+    doc.environment.peer_qemu = version
+        .first()
+        .and_then(|r| {
+            r.console
+                .lines()
+                .find(|l| l.starts_with("QEMU emulator version"))
+        })
+        .map(str::to_string);
+    if with_qemu && doc.environment.peer_qemu.is_none() {
+        return Err(format!(
+            "QEMU did not say its version:\n{}",
+            version.first().map_or("", |r| r.console.as_str())
+        ));
+    }
     print!("{}", tables(&doc));
     progress(format!("benchmark took {} s", started.elapsed().as_secs()));
     if let Some(path) = &o.json {
@@ -397,6 +417,18 @@ pub fn qemu_job(
         cpus,
         Duration::from_secs(QEMU_TIMEOUT_S),
     )
+}
+
+/// The job that asks the QEMU that runs the qemu rows for its version.
+pub fn qemu_version_job() -> Vec<String> {
+    let fields = crate::jobs::JobFields {
+        qemu: true,
+        timeout: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let mut job = fields.to_args();
+    job.push("-version".into());
+    job
 }
 
 /// Fails unless `r` ran to its end with exit code 0.
@@ -688,12 +720,16 @@ pub fn tables(doc: &Document) -> String {
     let env = &doc.environment;
     let _ = writeln!(
         out,
-        "\nInterrupt latency, {} ({} kernel{}), {} vCPU{}, {} samples per measurement",
+        "\nInterrupt latency, {} ({} kernel{}){}, {} vCPU{}, {} samples per measurement",
         env.kind,
         env.host_kernel,
         env.qemu
             .as_deref()
             .map(|q| format!(", {q}"))
+            .unwrap_or_default(),
+        env.peer_qemu
+            .as_deref()
+            .map(|q| format!("; qemu rows: {q} with KVM"))
             .unwrap_or_default(),
         env.vcpus,
         if env.vcpus == 1 { "" } else { "s" },
@@ -1423,6 +1459,7 @@ mod tests {
             trivial,
             "--program oneshot --irqchip kernel --cpus 1 --ram-mib 128 --timeout 60"
         );
+        assert_eq!(qemu_version_job(), ["@timeout-s=60", "@qemu", "-version"]);
         let trivial = footprint_job(elf, keys[2]).join(" ");
         assert!(trivial.contains(" -smp 1 -m 128 "), "{trivial}");
     }
