@@ -98,7 +98,9 @@ pub enum Verb {
     ///
     /// Interrupt latency through the userspace GIC and KVM's in-kernel vGICv2, side by side
     /// (default: both, 10000 samples per measurement, 2 vCPUs: vtimer, sgi, mmio and the ipi
-    /// from vCPU 0 to vCPU 1).
+    /// from vCPU 0 to vCPU 1). With --vmm uirq,qemu, QEMU with KVM runs the same firmware in
+    /// the same boot, on its own userspace GICv2 and on KVM's, and every VMM's footprint on a
+    /// trivial guest is measured.
     #[command(verbatim_doc_comment)]
     BenchLatency(crate::bench::Args),
     /// Linux boot time to init, userspace GIC vs KVM's in-kernel vGICv2.
@@ -106,8 +108,8 @@ pub enum Verb {
     /// Linux boot time on the VMM with the userspace GIC and with KVM's in-kernel vGICv2:
     /// N boots of each (default 3, 1 vCPU), alternating, in one batch. Per irqchip: VMM start
     /// to init and the kernel's uptime at init (median, min, max), and the median exits to
-    /// the VMM per boot by kind. Fails if a boot does not power off cleanly or never reaches
-    /// init.
+    /// the VMM per boot by kind. With --vmm uirq,qemu the same boots also run under QEMU with
+    /// KVM (times only). Fails if a boot does not power off cleanly or never reaches init.
     #[command(verbatim_doc_comment)]
     BenchBoot(crate::boot_bench::Args),
     /// Build the firmware image, the VMM and the inits; print their paths.
