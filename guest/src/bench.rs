@@ -5,12 +5,12 @@
 //! plain code that the unit tests run on the build machine, the buffer
 //! writer against ordinary host memory standing in for guest RAM.
 
-use uirq_abi::bench_dump;
 use uirq_abi::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, DEFAULT_SAMPLES, DEFAULT_WARMUP,
     HOST_MAGIC, IPI_OFFSET, MAGIC, MAX_SAMPLES, MMIO_OFFSET, RESULTS_ADDR, RESULTS_SIZE,
     SGI_OFFSET, VERSION, VTIMER_OFFSET,
 };
+use uirq_abi::bench_dump;
 
 /// The benchmark's arguments, from the boot registers `x1` and `x2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,12 +207,7 @@ impl Results {
         assert!(offset + 8 <= RESULTS_SIZE && offset % 8 == 0);
         // SAFETY: `new`'s caller promised RESULTS_SIZE readable bytes at
         // `base`; the word is inside them (checked above) and aligned.
-        unsafe {
-            self.base
-                .add(offset as usize)
-                .cast::<u64>()
-                .read_volatile()
-        }
+        unsafe { self.base.add(offset as usize).cast::<u64>().read_volatile() }
     }
 
     /// Prints the used part of a completed buffer (header `h`) as
@@ -462,9 +457,27 @@ mod tests {
                     after_eoi: t + 95_000,
                 },
             );
-            results.write_sgi(i, SgiSample { write: t, entry: t + 40_000 - i });
-            results.write_mmio(i, MmioSample { start: t, end: t + 30_000 });
-            results.write_ipi(i, IpiSample { write: t, entry: t + 100_000 });
+            results.write_sgi(
+                i,
+                SgiSample {
+                    write: t,
+                    entry: t + 40_000 - i,
+                },
+            );
+            results.write_mmio(
+                i,
+                MmioSample {
+                    start: t,
+                    end: t + 30_000,
+                },
+            );
+            results.write_ipi(
+                i,
+                IpiSample {
+                    write: t,
+                    entry: t + 100_000,
+                },
+            );
         }
         let header = Header {
             magic: 0,
@@ -479,8 +492,8 @@ mod tests {
         results.complete(header, || {});
         let mut lines = Vec::new();
         results.dump(&header, |l| lines.push(l.to_string()));
-        let words = uirq_abi::bench_dump::decode_lines(lines.iter().map(String::as_str), 1 << 20)
-            .unwrap();
+        let words =
+            uirq_abi::bench_dump::decode_lines(lines.iter().map(String::as_str), 1 << 20).unwrap();
         assert_eq!(words.len() as u64, 8 + n * 10);
         let rebuilt = uirq_abi::bench_dump::rebuild(&words, RESULTS_SIZE as usize).unwrap();
         for offset in (0..RESULTS_SIZE).step_by(8) {
@@ -490,7 +503,11 @@ mod tests {
         }
         // Some 3-4 characters a timestamp, not 16 hex digits.
         let chars: usize = lines.iter().map(String::len).sum();
-        assert!(chars < words.len() * 6, "{chars} characters for {} words", words.len());
+        assert!(
+            chars < words.len() * 6,
+            "{chars} characters for {} words",
+            words.len()
+        );
         assert!(lines.iter().all(|l| l.len() < 1000));
     }
 
