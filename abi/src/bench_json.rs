@@ -363,8 +363,8 @@ pub struct Document {
     /// `uirq/kernel` and, when QEMU ran, `uirq/user` over `qemu/user`
     /// and `qemu/user` over `qemu/kernel`.
     pub ratios: Vec<Ratio>,
-    /// Each VMM's size and start-up on a trivial guest, per irqchip
-    /// (measured when QEMU runs too; empty otherwise).
+    /// Each run's VMM on a trivial guest: its size and its start-to-exit
+    /// time, per (VMM, irqchip).
     pub footprints: Vec<Footprint>,
     /// The VMM's own work per timer interrupt set against the user path's
     /// latency; null without a `user` run.

@@ -1158,6 +1158,18 @@ mod tests {
         assert!(!o.raw, "summaries only by default");
         assert!(parse_args(&["--raw"]).unwrap().raw);
         assert_eq!(parse_args(&[]).unwrap(), Options::default());
+        assert_eq!(parse_args(&[]).unwrap().vmms, ["uirq"]);
+        assert_eq!(
+            parse_args(&["--vmm", "uirq,qemu"]).unwrap().vmms,
+            ["uirq", "qemu"]
+        );
+        // Said twice, measured once.
+        assert_eq!(
+            parse_args(&["--vmm", "qemu", "--vmm", "qemu,uirq"])
+                .unwrap()
+                .vmms,
+            ["qemu", "uirq"]
+        );
         for bad in [
             &["--samples"][..],
             &["--samples", "0"],
@@ -1166,6 +1178,8 @@ mod tests {
             &["--cpus", "9"],
             &["--cpus", "0"],
             &["--irqchip", "x"],
+            &["--vmm", "kvmtool"],
+            &["--vmm", ""],
             &["--raw", "yes"],
             &["--nope"],
         ] {

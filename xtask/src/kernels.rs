@@ -2,7 +2,8 @@
 //! path, run on several kernels, one nested boot each, as a matrix.
 //!
 //! The suite ([`suite`]) is what this project knows to break on a kernel:
-//! the VMM's probe of the kernel (its live WFI wake-up check), the plain
+//! the VMM's probe of the kernel (its live WFI wake-up check, and a 20 s
+//! look for the cross-thread `KVM_IRQ_LINE` race), the plain
 //! timer program with no flags (the VMM works around the WFI wake-up bug
 //! where the probe finds it) and with `--no-probe` (where the bug hangs
 //! it until its timeout), every GIC scenario, the SMP
