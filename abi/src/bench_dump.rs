@@ -29,8 +29,10 @@
 //! hex digits, which matters: under QEMU every character printed is two
 //! traps to the VMM.
 //!
-//! The firmware only encodes ([`Stream`], [`regions`]); decoding
-//! ([`decode_lines`], [`rebuild`]) is for the host side (feature `json`).
+//! The firmware writes the lines with [`write`] (no allocation: any
+//! `core::fmt::Write`); decoding ([`decode_lines`], [`rebuild`]) and the
+//! helpers that go with it ([`lines`], [`words_of`]) are for the host side
+//! (feature `json`).
 
 use crate::bench::{
     Header, IpiSample, MmioSample, SgiSample, VtimerSample, IPI_OFFSET, MMIO_OFFSET, SGI_OFFSET,
@@ -145,6 +147,79 @@ impl Stream {
     pub fn hash(&self) -> u64 {
         self.hash
     }
+}
+
+/// Writes `count` words, `words`, as dump lines (the `begin` line, the
+/// data lines, the `end` line, each ending in a line feed) to `out`. The
+/// one writer of the format: the firmware's console and the host's
+/// strings alike.
+pub fn write(
+    count: u64,
+    words: impl IntoIterator<Item = u64>,
+    out: &mut impl core::fmt::Write,
+) -> core::fmt::Result {
+    writeln!(out, "{PREFIX} begin {count}")?;
+    let mut stream = Stream::new();
+    for (i, word) in words.into_iter().enumerate() {
+        if i % WORDS_PER_LINE == 0 {
+            if i != 0 {
+                out.write_char('\n')?;
+            }
+            write!(out, "{PREFIX} {} ", i / WORDS_PER_LINE)?;
+        }
+        let mut chars = [0u8; MAX_WORD_CHARS];
+        let n = stream.encode(word, &mut chars);
+        // The alphabet is ASCII.
+        out.write_str(core::str::from_utf8(&chars[..n]).map_err(|_| core::fmt::Error)?)?;
+    }
+    if stream.words() != 0 {
+        out.write_char('\n')?;
+    }
+    writeln!(
+        out,
+        "{PREFIX} end {} {:016x}",
+        stream.words(),
+        stream.hash()
+    )
+}
+
+/// `words` as the dump lines [`write`] makes, without their line feeds.
+#[cfg(feature = "json")]
+pub fn lines(words: &[u64]) -> alloc::vec::Vec<alloc::string::String> {
+    let mut text = alloc::string::String::new();
+    // Writing to a String cannot fail.
+    let _ = write(words.len() as u64, words.iter().copied(), &mut text);
+    text.lines().map(alloc::string::String::from).collect()
+}
+
+/// The used words of a result `buffer` in dump order ([`regions`] of its
+/// own header): what the firmware dumps, and what [`rebuild`] puts back.
+/// `None` when the buffer is shorter than its header says.
+#[cfg(feature = "json")]
+pub fn words_of(buffer: &[u8]) -> Option<alloc::vec::Vec<u64>> {
+    let word = |at: u64| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let bytes = buffer.get(at..at.checked_add(8)?)?;
+        Some(u64::from_le_bytes(bytes.try_into().ok()?))
+    };
+    let h: alloc::vec::Vec<u64> = (0..8).map(|i| word(8 * i)).collect::<Option<_>>()?;
+    let header = Header {
+        magic: h[0],
+        version: h[1],
+        cntfrq: h[2],
+        samples: h[3],
+        warmup: h[4],
+        anomalies: h[5],
+        ipi_samples: h[6],
+        cpus: h[7],
+    };
+    let mut words = alloc::vec::Vec::new();
+    for (offset, count) in regions(&header) {
+        for i in 0..count {
+            words.push(word(offset.checked_add(i.checked_mul(8)?)?)?);
+        }
+    }
+    Some(words)
 }
 
 #[cfg(feature = "json")]
@@ -336,28 +411,6 @@ mod tests {
     use alloc::string::String;
     use alloc::vec::Vec;
 
-    /// The lines the firmware prints for `words` (its algorithm, with
-    /// strings).
-    fn lines(words: &[u64]) -> Vec<String> {
-        let mut out = alloc::vec![alloc::format!("{PREFIX} begin {}", words.len())];
-        let mut s = Stream::new();
-        for (i, chunk) in words.chunks(WORDS_PER_LINE).enumerate() {
-            let mut line = alloc::format!("{PREFIX} {i} ");
-            for &w in chunk {
-                let mut buf = [0u8; MAX_WORD_CHARS];
-                let n = s.encode(w, &mut buf);
-                line.push_str(core::str::from_utf8(&buf[..n]).unwrap());
-            }
-            out.push(line);
-        }
-        out.push(alloc::format!(
-            "{PREFIX} end {} {:016x}",
-            s.words(),
-            s.hash()
-        ));
-        out
-    }
-
     fn decode(lines: &[String]) -> Result<Vec<u64>, DumpError> {
         decode_lines(lines.iter().map(String::as_str), 1 << 20)
     }
@@ -468,6 +521,9 @@ mod tests {
         let mut extra = words.clone();
         extra.push(1);
         assert_eq!(rebuild(&extra, size), None);
+        // And back: the used words of the buffer, in dump order.
+        assert_eq!(words_of(&bytes).unwrap(), words);
+        assert_eq!(words_of(&bytes[..100]), None);
         // A header that names more samples than the buffer holds.
         let mut huge = words.clone();
         huge[3] = u64::MAX / 64;

@@ -210,113 +210,17 @@ impl Results {
         unsafe { self.base.add(offset as usize).cast::<u64>().read_volatile() }
     }
 
-    /// Prints the used part of a completed buffer (header `h`) as
-    /// `uirq_abi::bench_dump` lines, each handed to `line` without its
-    /// newline: for a VMM that does not read guest memory.
-    pub fn dump(&self, h: &Header, mut line: impl FnMut(&str)) {
+    /// The used words of a completed buffer (header `h`), in the order of
+    /// `uirq_abi::bench_dump::regions`: what the firmware dumps where no
+    /// VMM reads the buffer (`uirq_abi::bench_dump::write`).
+    pub fn used_words(&self, h: &Header) -> (u64, impl Iterator<Item = u64> + '_) {
         let regions = bench_dump::regions(h);
-        let total: u64 = regions.iter().map(|&(_, n)| n).sum();
-        let mut text = Line::new();
-        text.push_str(bench_dump::PREFIX);
-        text.push_str(" begin ");
-        text.push_u64(total);
-        line(text.as_str());
-        let mut stream = bench_dump::Stream::new();
-        let mut in_line = 0;
-        let mut seq = 0;
+        let count = regions.iter().map(|&(_, n)| n).sum();
         let words = regions
             .into_iter()
-            .flat_map(|(offset, n)| (0..n).map(move |i| offset + 8 * i));
-        for offset in words {
-            if in_line == 0 {
-                text.clear();
-                text.push_str(bench_dump::PREFIX);
-                text.push_str(" ");
-                text.push_u64(seq);
-                text.push_str(" ");
-            }
-            let mut chars = [0u8; bench_dump::MAX_WORD_CHARS];
-            let n = stream.encode(self.word(offset), &mut chars);
-            text.push_bytes(&chars[..n]);
-            in_line += 1;
-            if in_line == bench_dump::WORDS_PER_LINE {
-                line(text.as_str());
-                in_line = 0;
-                seq += 1;
-            }
-        }
-        if in_line != 0 {
-            line(text.as_str());
-        }
-        text.clear();
-        text.push_str(bench_dump::PREFIX);
-        text.push_str(" end ");
-        text.push_u64(stream.words());
-        text.push_str(" ");
-        text.push_hex16(stream.hash());
-        line(text.as_str());
-    }
-}
-
-/// One dump line, built without an allocator: the prefix, a sequence
-/// number and [`bench_dump::WORDS_PER_LINE`] words of at most
-/// [`bench_dump::MAX_WORD_CHARS`] characters fit.
-struct Line {
-    bytes: [u8; Line::CAPACITY],
-    len: usize,
-}
-
-impl Line {
-    const CAPACITY: usize = 32 + bench_dump::WORDS_PER_LINE * bench_dump::MAX_WORD_CHARS;
-
-    fn new() -> Self {
-        Self {
-            bytes: [0; Self::CAPACITY],
-            len: 0,
-        }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn push_bytes(&mut self, b: &[u8]) {
-        self.bytes[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-    }
-
-    fn push_str(&mut self, s: &str) {
-        self.push_bytes(s.as_bytes());
-    }
-
-    fn push_u64(&mut self, mut v: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.push_bytes(&digits[i..]);
-    }
-
-    fn push_hex16(&mut self, v: u64) {
-        for shift in (0..16).rev() {
-            let nibble = ((v >> (4 * shift)) & 0xf) as u8;
-            self.push_bytes(&[if nibble < 10 {
-                b'0' + nibble
-            } else {
-                b'a' + nibble - 10
-            }]);
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only ASCII was pushed: digits, the prefix and base64 characters.
-        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+            .flat_map(|(offset, n)| (0..n).map(move |i| offset + 8 * i))
+            .map(|offset| self.word(offset));
+        (count, words)
     }
 }
 
@@ -490,8 +394,10 @@ mod tests {
             cpus: 2,
         };
         results.complete(header, || {});
-        let mut lines = Vec::new();
-        results.dump(&header, |l| lines.push(l.to_string()));
+        let (count, words) = results.used_words(&header);
+        let mut text = String::new();
+        uirq_abi::bench_dump::write(count, words, &mut text).unwrap();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
         let words =
             uirq_abi::bench_dump::decode_lines(lines.iter().map(String::as_str), 1 << 20).unwrap();
         assert_eq!(words.len() as u64, 8 + n * 10);

@@ -1344,41 +1344,13 @@ mod tests {
     /// The console of a QEMU run of `results`: what the firmware prints,
     /// the dump among other lines.
     fn qemu_console(results: &GuestResults) -> String {
-        let h = &results.header;
-        let mut words = vec![
-            h.magic,
-            h.version,
-            h.cntfrq,
-            h.samples,
-            h.warmup,
-            h.anomalies,
-            h.ipi_samples,
-            h.cpus,
-        ];
-        for v in &results.vtimer {
-            words.extend([v.deadline, v.entry, v.after_ack, v.after_eoi]);
-        }
-        words.extend(results.sgi.iter().flat_map(|x| [x.write, x.entry]));
-        words.extend(results.mmio.iter().flat_map(|x| [x.start, x.end]));
-        words.extend(results.ipi.iter().flat_map(|x| [x.write, x.entry]));
+        let buffer = uirq_host::fuzzing::bench_decode::encode(results);
+        let words = bench_dump::words_of(&buffer).unwrap();
         let mut out = String::from("bench: measuring\n");
-        out.push_str(&format!("{} begin {}\n", bench_dump::PREFIX, words.len()));
-        let mut stream = bench_dump::Stream::new();
-        for (i, chunk) in words.chunks(bench_dump::WORDS_PER_LINE).enumerate() {
-            out.push_str(&format!("{} {i} ", bench_dump::PREFIX));
-            for &w in chunk {
-                let mut buf = [0u8; bench_dump::MAX_WORD_CHARS];
-                let n = stream.encode(w, &mut buf);
-                out.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-            }
-            out.push('\n');
-        }
+        bench_dump::write(words.len() as u64, words, &mut out).unwrap();
         out.push_str(&format!(
-            "{} end {} {:016x}\nbench: 4 x {} samples recorded\n",
-            bench_dump::PREFIX,
-            stream.words(),
-            stream.hash(),
-            h.samples
+            "bench: 4 x {} samples recorded\n",
+            results.header.samples
         ));
         out
     }

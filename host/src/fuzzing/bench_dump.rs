@@ -12,8 +12,9 @@
 //! - decoding never panics, and never gives more words than allowed (a
 //!   result buffer's worth, however large a count the text claims);
 //! - decoded words re-encode, line by line as the firmware prints them,
-//!   into text that decodes to the same words (the hash and count checks
-//!   agree with the encoder);
+//!   (`bench_dump::lines`, the firmware's writer) into text that decodes
+//!   to the same words (the hash and count checks agree with the
+//!   encoder);
 //! - the words rebuild into a buffer of exactly `RESULTS_SIZE` bytes or
 //!   are refused, and a rebuilt buffer holds each region's words at its
 //!   offset;
@@ -22,7 +23,7 @@
 //!   header's (what xtask does with a QEMU run).
 
 use uirq_abi::bench::RESULTS_SIZE;
-use uirq_abi::bench_dump::{self, Stream, MAX_WORD_CHARS, PREFIX, WORDS_PER_LINE};
+use uirq_abi::bench_dump;
 
 use crate::bench;
 
@@ -36,8 +37,11 @@ pub fn run(data: &[u8]) {
         return;
     };
     assert!(words.len() as u64 <= MAX_WORDS, "{} words", words.len());
-    let again = bench_dump::decode_lines(encode(&words).iter().map(String::as_str), MAX_WORDS)
-        .expect("re-encoded words decode");
+    let again = bench_dump::decode_lines(
+        bench_dump::lines(&words).iter().map(String::as_str),
+        MAX_WORDS,
+    )
+    .expect("re-encoded words decode");
     assert_eq!(again, words, "the round trip changed the words");
     let Some(buffer) = bench_dump::rebuild(&words, RESULTS_SIZE as usize) else {
         return;
@@ -69,25 +73,4 @@ pub fn run(data: &[u8]) {
         );
         assert!(m.exits_per_sample.is_none());
     }
-}
-
-/// `words` as the firmware prints them (`uirq_guest`'s `Results::dump`).
-pub fn encode(words: &[u64]) -> Vec<String> {
-    let mut lines = vec![format!("{PREFIX} begin {}", words.len())];
-    let mut stream = Stream::new();
-    for (i, chunk) in words.chunks(WORDS_PER_LINE).enumerate() {
-        let mut line = format!("{PREFIX} {i} ");
-        for &w in chunk {
-            let mut buf = [0u8; MAX_WORD_CHARS];
-            let n = stream.encode(w, &mut buf);
-            line.push_str(std::str::from_utf8(&buf[..n]).expect("base64 characters"));
-        }
-        lines.push(line);
-    }
-    lines.push(format!(
-        "{PREFIX} end {} {:016x}",
-        stream.words(),
-        stream.hash()
-    ));
-    lines
 }
