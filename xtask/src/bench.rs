@@ -108,6 +108,17 @@ pub enum VmmChoice {
 }
 
 impl VmmChoice {
+    /// The names of `choices` in the order given, each once.
+    pub fn names(choices: &[VmmChoice]) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for c in choices {
+            if !names.contains(&c.name()) {
+                names.push(c.name());
+            }
+        }
+        names
+    }
+
     /// Its name in rows and JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -158,15 +169,7 @@ impl From<Args> for Options {
             samples: a.samples,
             warmup: a.warmup,
             irqchips: a.irqchip.irqchips(),
-            vmms: {
-                let mut v: Vec<&'static str> = Vec::new();
-                for m in a.vmm {
-                    if !v.contains(&m.name()) {
-                        v.push(m.name());
-                    }
-                }
-                v
-            },
+            vmms: VmmChoice::names(&a.vmm),
             cpus: a.cpus,
             json: a.json,
             plot: a.plot,
@@ -463,7 +466,12 @@ pub fn footprint(key: RunKey, r: &JobResult) -> Result<Footprint> {
 /// The run of `chip` under QEMU, from the firmware's dump of its result
 /// buffer in `r`'s console, summarised as `uirq-vmm` summarises its own
 /// (`uirq_host::bench::run_report`); exits per sample are unknown there.
-pub fn read_dumped_run(r: &JobResult, chip: &str, raw: bool, unix_secs: u64) -> Result<RunReport> {
+pub fn read_dumped_run(
+    r: &JobResult,
+    chip: &'static str,
+    raw: bool,
+    unix_secs: u64,
+) -> Result<RunReport> {
     let what = format!("the qemu/{chip} run");
     let size = uirq_abi::bench::RESULTS_SIZE as usize;
     let words = bench_dump::decode_lines(r.console.lines(), (size / 8) as u64)
@@ -473,13 +481,12 @@ pub fn read_dumped_run(r: &JobResult, chip: &str, raw: bool, unix_secs: u64) -> 
     })?;
     let results =
         uirq_host::bench::decode(&bytes).map_err(|e| format!("{what}'s result buffer: {e}"))?;
-    let irqchip = if chip == "user" { "user" } else { "kernel" };
     let mut run = uirq_host::bench::run_report(
         &results,
         uirq_host::bench::RunContext {
             tool: "xtask",
             vmm: "qemu",
-            irqchip,
+            irqchip: chip,
             vcpus: results.header.cpus,
             exits: None,
             timeline: Vec::new(),

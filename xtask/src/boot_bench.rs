@@ -29,9 +29,9 @@ use crate::{build, check_output_path, l1, linux, progress, Result};
 /// The irqchips, in the order their boots alternate.
 pub const IRQCHIPS: [&str; 2] = ["user", "kernel"];
 
-/// Upper bound for one boot under QEMU, in seconds (`uirq-vmm`'s boots
-/// have `--timeout`).
-const QEMU_BOOT_TIMEOUT_S: &str = linux::DEFAULT_TIMEOUT_S;
+/// Upper bound for one boot under QEMU (`uirq-vmm`'s boots have
+/// `--timeout`, `linux::DEFAULT_TIMEOUT_S`): the same.
+const QEMU_BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Command-line options of `bench-boot`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,16 +89,10 @@ pub struct Args {
 
 impl From<Args> for Options {
     fn from(a: Args) -> Self {
-        let mut vmms: Vec<&'static str> = Vec::new();
-        for m in a.vmm {
-            if !vmms.contains(&m.name()) {
-                vmms.push(m.name());
-            }
-        }
         Self {
             runs: a.runs,
             cpus: a.cpus,
-            vmms,
+            vmms: VmmChoice::names(&a.vmm),
             json: a.json,
         }
     }
@@ -157,36 +151,20 @@ pub fn qemu_boot_job(
     irqchip: &str,
     cpus: usize,
 ) -> Vec<String> {
-    let kernel_irqchip = if irqchip == "user" { "off" } else { "on" };
-    let mut job = vec![
-        jobs::QEMU_FIELD.to_string(),
-        linux::started_mark(),
-        format!("{}{QEMU_BOOT_TIMEOUT_S}", jobs::TIMEOUT_FIELD),
-    ];
+    let fields = jobs::JobFields {
+        qemu: true,
+        mark: Some(linux::STARTED.to_string()),
+        timeout: Some(QEMU_BOOT_TIMEOUT),
+        ..Default::default()
+    };
+    let mut job = fields.to_args();
+    job.extend(crate::qemu_plain::board(
+        crate::qemu_plain::Machine::kvm(irqchip != "user"),
+        cpus,
+        linux::DEFAULT_RAM_MIB,
+    ));
     job.extend(
         [
-            "-accel",
-            "kvm",
-            // No default devices, so no option ROM is looked for (the
-            // QEMU in L1 has none).
-            "-nodefaults",
-            "-M",
-            &format!("virt,gic-version=2,kernel_irqchip={kernel_irqchip}"),
-            "-cpu",
-            "host",
-            "-smp",
-            &cpus.to_string(),
-            "-m",
-            linux::DEFAULT_RAM_MIB,
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-            "-no-reboot",
             "-kernel",
             &kernel.to_string_lossy(),
             "-initrd",
@@ -617,9 +595,13 @@ mod tests {
         assert_eq!(jobs.len(), 8);
         let qemu: Vec<String> = jobs.iter().map(|j| j.join(" ")).collect();
         assert!(
-            qemu[2].starts_with("@qemu @mark=uirq-linux-init: started @timeout-s=600 "),
+            qemu[2].starts_with("@mark=uirq-linux-init: started @timeout-s=600 @qemu "),
             "{}",
             qemu[2]
+        );
+        assert_eq!(
+            QEMU_BOOT_TIMEOUT.as_secs().to_string(),
+            linux::DEFAULT_TIMEOUT_S
         );
         assert!(qemu[2].contains("kernel_irqchip=off"), "{}", qemu[2]);
         assert!(qemu[3].contains("kernel_irqchip=on"), "{}", qemu[3]);

@@ -132,9 +132,7 @@ pub fn kvm_job(
     job
 }
 
-/// [`arguments`] on `machine`. With an accelerator, QEMU also gets
-/// `-nodefaults`: no default devices, so no option ROM or other data file
-/// is looked for (the QEMU in L1 has none).
+/// [`arguments`] on `machine`.
 pub fn arguments_on(
     machine: Machine,
     elf: &Path,
@@ -142,6 +140,22 @@ pub fn arguments_on(
     args: [u64; 2],
     cpus: usize,
 ) -> Vec<String> {
+    let mut a = board(machine, cpus, &RAM_MIB.to_string());
+    a.push("-kernel".into());
+    a.push(elf.display().to_string());
+    for (addr, value) in block::words(program.number(), args) {
+        a.push("-device".into());
+        a.push(format!("loader,addr={addr:#x},data={value:#x},data-len=8"));
+    }
+    a
+}
+
+/// The board every QEMU run of this project gets, before what it loads:
+/// `machine` with `cpus` CPUs and `ram_mib` MiB of RAM, the console on
+/// stdio and nothing else, no reboot. With an accelerator, QEMU also gets
+/// `-nodefaults`: no default devices, so no option ROM or other data file
+/// is looked for (the QEMU in L1 has none).
+pub fn board(machine: Machine, cpus: usize, ram_mib: &str) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     if let Some(accel) = machine.accel {
         a.extend(["-accel".into(), accel.into(), "-nodefaults".into()]);
@@ -155,7 +169,7 @@ pub fn arguments_on(
             "-smp",
             &cpus.to_string(),
             "-m",
-            &RAM_MIB.to_string(),
+            ram_mib,
             "-display",
             "none",
             "-serial",
@@ -165,16 +179,10 @@ pub fn arguments_on(
             "-nic",
             "none",
             "-no-reboot",
-            "-kernel",
         ]
         .iter()
         .map(|s| s.to_string()),
     );
-    a.push(elf.display().to_string());
-    for (addr, value) in block::words(program.number(), args) {
-        a.push("-device".into());
-        a.push(format!("loader,addr={addr:#x},data={value:#x},data-len=8"));
-    }
     a
 }
 
