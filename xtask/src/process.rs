@@ -349,31 +349,11 @@ enum Capture {
 
 /// [`run_bounded`], with `feed` written to the child's standard input when
 /// given (a pipe then, which stays open until the child's output ends, so
-/// the child never sees its input end early).
-pub fn run_bounded_fed(
-    cmd: &mut Command,
-    timeout: Duration,
-    feed: Option<Feed<'_>>,
-    on_line: impl FnMut(Pipe, String),
-) -> Result<Ended> {
-    run_core(cmd, timeout, feed, Capture::Both, on_line).map(|(e, _)| e)
-}
-
-/// [`run_bounded_fed`] reading standard error only: standard output is
-/// whatever the caller set on `cmd` (a pipe nobody reads, in the test of a
-/// stalled reader).
-pub fn run_bounded_stderr(
-    cmd: &mut Command,
-    timeout: Duration,
-    feed: Option<Feed<'_>>,
-    on_line: impl FnMut(Pipe, String),
-) -> Result<Ended> {
-    run_core(cmd, timeout, feed, Capture::Stderr, on_line).map(|(e, _)| e)
-}
-
-/// [`run_bounded_fed`] (or, with `stderr_only`, [`run_bounded_stderr`])
-/// that also gives the child's peak resident set in KiB (`ru_maxrss`),
-/// when it exited by itself.
+/// the child never sees its input end early), reading standard error only
+/// with `stderr_only` (standard output is then whatever the caller set on
+/// `cmd`: a pipe nobody reads, in the test of a stalled reader); also gives
+/// the child's peak resident set in KiB (`ru_maxrss`), when it exited by
+/// itself.
 pub fn run_bounded_measured(
     cmd: &mut Command,
     timeout: Duration,
@@ -797,13 +777,14 @@ mod tests {
         // where at end of input it would exit with 0.
         let script = "echo ready; read line; echo \"got $line\"; \
                       timeout 1 cat; echo \"cat $?\"";
-        let ended = run_bounded_fed(
+        let (ended, _) = run_bounded_measured(
             &mut sh(script),
             Duration::from_secs(30),
             Some(Feed {
                 text: b"hello there\n",
                 after: Some("ready"),
             }),
+            false,
             |_, line| seen.push(line),
         )
         .unwrap();
@@ -811,13 +792,14 @@ mod tests {
         assert_eq!(seen, ["ready", "got hello there", "cat 124"]);
 
         let mut seen = Vec::new();
-        run_bounded_fed(
+        run_bounded_measured(
             &mut sh("read line; echo \"got $line\""),
             Duration::from_secs(30),
             Some(Feed {
                 text: b"at once\n",
                 after: None,
             }),
+            false,
             |_, line| seen.push(line),
         )
         .unwrap();
@@ -977,10 +959,11 @@ mod tests {
             sh("printf '%01000d' 0; echo fits >&2; head -c 100000 /dev/zero; echo never >&2");
         cmd.stdout(write);
         let mut seen = Vec::new();
-        let ended = run_bounded_stderr(&mut cmd, Duration::from_millis(500), None, |_, l| {
-            seen.push(l)
-        })
-        .unwrap();
+        let (ended, _) =
+            run_bounded_measured(&mut cmd, Duration::from_millis(500), None, true, |_, l| {
+                seen.push(l)
+            })
+            .unwrap();
         assert!(matches!(ended, Ended::Killed));
         assert_eq!(seen, ["fits"]);
         drop(read);
