@@ -29,7 +29,7 @@
 //! hex digits, which matters: under QEMU every character printed is two
 //! traps to the VMM.
 //!
-//! The firmware writes the lines with [`write`] (no allocation: any
+//! The firmware writes the lines with [`write()`] (no allocation: any
 //! `core::fmt::Write`); decoding ([`decode_lines`], [`rebuild`]) and the
 //! helpers that go with it ([`lines`], [`words_of`]) are for the host side
 //! (feature `json`).
@@ -183,7 +183,7 @@ pub fn write(
     )
 }
 
-/// `words` as the dump lines [`write`] makes, without their line feeds.
+/// `words` as the dump lines [`write()`] makes, without their line feeds.
 #[cfg(feature = "json")]
 pub fn lines(words: &[u64]) -> alloc::vec::Vec<alloc::string::String> {
     let mut text = alloc::string::String::new();
